@@ -1,0 +1,226 @@
+//! The CallActor: owns one live call. It applies events with the pure [`fsm::apply`], commits the
+//! result through the [`CallStore`] port, then runs the effects (carrier request, recording fetch,
+//! transcription, live counters). It never returns `Err` from a handler: expected failures are
+//! turned into events, so the call still ends truthfully.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tracing::{debug, error, warn};
+
+use super::CallRecord;
+use super::fsm::{self, CallState, Effect, Event, Lifecycle, Policy};
+use crate::ports::{CallStore, Carrier, Clock, LiveCounters, Transcriber};
+use crate::supervisor::CallRegistry;
+
+/// Everything a call actor needs from the outside world, shared by all calls.
+pub struct CallDeps {
+    pub carrier: Arc<dyn Carrier>,
+    pub store: Arc<dyn CallStore>,
+    pub counters: Arc<dyn LiveCounters>,
+    pub transcriber: Arc<dyn Transcriber>,
+    pub clock: Arc<dyn Clock>,
+    /// Where live call actors are found by call id (carrier callbacks are routed through it).
+    pub registry: Arc<CallRegistry>,
+    pub policy: Policy,
+    /// How often the watchdog looks at each call.
+    pub watchdog_interval: Duration,
+    /// Attempts for recording fetch and transcription before giving up.
+    pub stage_attempts: u32,
+}
+
+/// What a call actor is started with.
+pub struct CallActorArgs {
+    pub record: CallRecord,
+    pub state: CallState,
+    pub deps: Arc<CallDeps>,
+}
+
+/// Messages a call actor handles.
+pub enum CallMessage {
+    /// Apply an event (a carrier callback, a finished stage, a watchdog tick).
+    Apply(Event),
+    /// Reply with the current state.
+    Snapshot(RpcReplyPort<CallState>),
+}
+
+/// The actor's state: the call and its dependencies.
+pub struct CallActorState {
+    record: CallRecord,
+    state: CallState,
+    deps: Arc<CallDeps>,
+}
+
+/// Drives one call from `queued` to finished.
+pub struct CallActor;
+
+impl Actor for CallActor {
+    type Msg = CallMessage;
+    type State = CallActorState;
+    type Arguments = CallActorArgs;
+
+    async fn pre_start(&self, myself: ActorRef<CallMessage>, args: CallActorArgs) -> Result<CallActorState, ActorProcessingErr> {
+        args.deps.registry.insert(&args.record.id, myself.clone());
+        let clock = args.deps.clock.clone();
+        myself.send_interval(args.deps.watchdog_interval, move || CallMessage::Apply(Event::Tick { at: clock.now() }));
+        Ok(CallActorState { record: args.record, state: args.state, deps: args.deps })
+    }
+
+    async fn post_start(&self, myself: ActorRef<CallMessage>, s: &mut CallActorState) -> Result<(), ActorProcessingErr> {
+        if s.state.status == fsm::CallStatus::Queued {
+            let at = s.deps.clock.now();
+            apply_and_run(&myself, s, Event::DialStarted { at }).await;
+        } else if s.state.is_finished() {
+            myself.stop(Some("finished".into()));
+        }
+        Ok(())
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<CallMessage>, s: &mut CallActorState) -> Result<(), ActorProcessingErr> {
+        s.deps.registry.remove(&s.record.id);
+        Ok(())
+    }
+
+    async fn handle(&self, myself: ActorRef<CallMessage>, message: CallMessage, s: &mut CallActorState) -> Result<(), ActorProcessingErr> {
+        match message {
+            CallMessage::Apply(event) => apply_and_run(&myself, s, event).await,
+            CallMessage::Snapshot(reply) => {
+                let _ = reply.send(s.state.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies an event, commits the transition, then runs its effects.
+async fn apply_and_run(myself: &ActorRef<CallMessage>, s: &mut CallActorState, event: Event) {
+    let transition = match fsm::apply(&s.state, event, &s.deps.policy) {
+        Ok(transition) => transition,
+        Err(why) => {
+            debug!(call.id = %s.record.id, reason = %why, "event ignored");
+            return;
+        }
+    };
+    if transition.next == s.state && transition.effects.is_empty() {
+        return;
+    }
+    let published: Vec<Lifecycle> = transition.published().cloned().collect();
+    if !commit_with_retry(s, &transition.next, &published).await {
+        error!(call.id = %s.record.id, "call state could not be committed; stopping the call actor");
+        myself.stop(Some("store unavailable".into()));
+        return;
+    }
+    s.state = transition.next;
+    for effect in transition.effects {
+        run_effect(myself, s, effect).await;
+    }
+}
+
+async fn commit_with_retry(s: &CallActorState, next: &CallState, published: &[Lifecycle]) -> bool {
+    let mut delay = Duration::from_millis(50);
+    for attempt in 1..=8 {
+        match s.deps.store.commit(&s.record, next, published).await {
+            Ok(()) => return true,
+            Err(e) => {
+                warn!(call.id = %s.record.id, attempt, error = %e, "commit failed");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    false
+}
+
+async fn run_effect(myself: &ActorRef<CallMessage>, s: &CallActorState, effect: Effect) {
+    let deps = s.deps.clone();
+    let record = s.record.clone();
+    match effect {
+        Effect::PlaceCall => {
+            let myself = myself.clone();
+            tokio::spawn(async move {
+                let event = match deps.carrier.place_call(&record).await {
+                    Ok(placed) => Event::Placed { provider_call_id: placed.provider_call_id, at: deps.clock.now() },
+                    Err(e) => {
+                        warn!(call.id = %record.id, error = %e, "carrier did not place the call");
+                        Event::PlaceFailed { reason: e.reason_code().to_string(), at: deps.clock.now() }
+                    }
+                };
+                let _ = myself.send_message(CallMessage::Apply(event));
+            });
+        }
+        Effect::Publish(_) => {}
+        Effect::CountLive => {
+            if let Err(e) = deps.counters.call_started(&record).await {
+                warn!(call.id = %record.id, error = %e, "could not count live call");
+            }
+        }
+        Effect::UncountLive => {
+            if let Err(e) = deps.counters.call_ended(&record).await {
+                warn!(call.id = %record.id, error = %e, "could not uncount live call");
+            }
+        }
+        Effect::FetchRecording { url } => {
+            let myself = myself.clone();
+            tokio::spawn(async move {
+                let event = fetch_recording(&deps, &record, &url).await;
+                let _ = myself.send_message(CallMessage::Apply(event));
+            });
+        }
+        Effect::Transcribe => {
+            let myself = myself.clone();
+            tokio::spawn(async move {
+                let event = transcribe(&deps, &record).await;
+                let _ = myself.send_message(CallMessage::Apply(event));
+            });
+        }
+        Effect::Finish => myself.stop(Some("finished".into())),
+    }
+}
+
+/// Fetches the recording from the carrier and stores it, retrying what may pass.
+async fn fetch_recording(deps: &CallDeps, record: &CallRecord, url: &str) -> Event {
+    let mut last_error = String::new();
+    for attempt in 0..deps.stage_attempts {
+        if attempt > 0 {
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+        match deps.carrier.fetch_recording(url).await {
+            Ok(recording) => match deps.store.save_recording(record, &recording).await {
+                Ok(()) => return Event::RecordingStored { at: deps.clock.now() },
+                Err(e) => last_error = e.to_string(),
+            },
+            Err(e) if e.is_retryable() => last_error = e.to_string(),
+            Err(e) => return Event::RecordingFailed { reason: e.to_string(), at: deps.clock.now() },
+        }
+    }
+    Event::RecordingFailed { reason: last_error, at: deps.clock.now() }
+}
+
+/// Transcribes the stored recording and stores the transcript, retrying what may pass.
+async fn transcribe(deps: &CallDeps, record: &CallRecord) -> Event {
+    let recording = match deps.store.load_recording(&record.id).await {
+        Ok(Some(recording)) => recording,
+        Ok(None) => return Event::TranscriptFailed { error: "recording not found".into(), at: deps.clock.now() },
+        Err(e) => return Event::TranscriptFailed { error: e.to_string(), at: deps.clock.now() },
+    };
+    let mut last_error = String::new();
+    for attempt in 0..deps.stage_attempts {
+        if attempt > 0 {
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+        match deps.transcriber.transcribe(record, &recording).await {
+            Ok(transcript) => match deps.store.save_transcript(record, &transcript).await {
+                Ok(()) => return Event::TranscriptReady { at: deps.clock.now() },
+                Err(e) => last_error = e.to_string(),
+            },
+            Err(e) if e.retryable => last_error = e.message,
+            Err(e) => return Event::TranscriptFailed { error: e.message, at: deps.clock.now() },
+        }
+    }
+    Event::TranscriptFailed { error: last_error, at: deps.clock.now() }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(200u64.saturating_mul(1 << attempt.min(8)))
+}

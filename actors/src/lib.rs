@@ -1,0 +1,16 @@
+//! Dialplane's actor system: the per-call actors, their supervisors and the pure state machines
+//! they apply.
+//!
+//! This crate knows nothing of HTTP or SQL. It talks to the outside world only through the traits
+//! in [`ports`] (carrier, store, live counters, transcriber, clock), which the server crate
+//! implements. Every actor follows the same shape: a pure `apply(&state, event, &policy)` decides,
+//! the actor persists the decision through a port and then runs the effects it asked for.
+
+pub mod call;
+pub mod ports;
+pub mod supervisor;
+
+pub use call::actor::{CallActor, CallActorArgs, CallDeps, CallMessage};
+pub use call::fsm;
+pub use call::{CallRecord, CallType};
+pub use supervisor::{CallRegistry, CallSupervisor, CallSupervisorHandle, CallSupervisorMessage, RootSupervisor};

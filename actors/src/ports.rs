@@ -1,0 +1,150 @@
+//! Ports: the traits through which the actors reach the outside world (carriers, storage, live
+//! counters, speech-to-text, the clock). The server crate implements them; tests may fake them.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::call::CallRecord;
+use crate::call::fsm::{CallState, Lifecycle, Timestamp};
+
+/// What a carrier answered when it accepted a call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlacedCall {
+    /// The carrier's id for the call (Twilio's CallSid, the sandbox's `SB…`).
+    pub provider_call_id: String,
+}
+
+/// An audio recording as fetched from a carrier or read back from the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recording {
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Why a carrier request failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CarrierError {
+    /// The carrier refused the request; sending it again will not help.
+    #[error("carrier rejected the request: {0}")]
+    Rejected(String),
+    /// The carrier could not be reached or answered 5xx; the request may be retried.
+    #[error("carrier unavailable: {0}")]
+    Unavailable(String),
+    /// The carrier answered something we could not understand.
+    #[error("unexpected carrier response: {0}")]
+    Protocol(String),
+}
+
+impl CarrierError {
+    /// Returns the short reason recorded on a call that this error ended.
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            CarrierError::Rejected(_) => "carrier_rejected",
+            CarrierError::Unavailable(_) => "carrier_unavailable",
+            CarrierError::Protocol(_) => "carrier_error",
+        }
+    }
+
+    /// Returns true when the same request may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, CarrierError::Unavailable(_))
+    }
+}
+
+/// A telephony carrier: places calls and serves their recordings.
+#[async_trait]
+pub trait Carrier: Send + Sync + 'static {
+    /// Returns the adapter's name (`sandbox`, `twilio`, …), used in metrics and on the call row.
+    fn name(&self) -> &'static str;
+    /// Sends the call to the carrier. Status callbacks then arrive over HTTP.
+    async fn place_call(&self, call: &CallRecord) -> Result<PlacedCall, CarrierError>;
+    /// Downloads a recording the carrier announced.
+    async fn fetch_recording(&self, url: &str) -> Result<Recording, CarrierError>;
+}
+
+/// Why the store failed. Always worth a retry: the database may come back.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("store error: {0}")]
+pub struct StoreError(pub String);
+
+/// One turn of a conversation in a transcript.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Turn {
+    /// `agent` or `customer`.
+    pub role: String,
+    pub text: String,
+    /// Offset from the start of the recording, in seconds.
+    pub start_s: f32,
+}
+
+/// A finished transcript with its analysis.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Transcript {
+    pub language: String,
+    pub history: Vec<Turn>,
+    pub summary: String,
+    pub call_outcome: String,
+}
+
+/// Durable storage of calls, as the call actor needs it.
+#[async_trait]
+pub trait CallStore: Send + Sync + 'static {
+    /// Commits a transition: the call's new state and the lifecycle events it publishes (with their
+    /// outgoing deliveries) in one transaction.
+    async fn commit(&self, call: &CallRecord, state: &CallState, published: &[Lifecycle]) -> Result<(), StoreError>;
+    /// Returns the last committed state of a call.
+    async fn load_state(&self, call_id: &str) -> Result<Option<(CallRecord, CallState)>, StoreError>;
+    /// Stores a call's recording (Dialplane keeps its own copy).
+    async fn save_recording(&self, call: &CallRecord, recording: &Recording) -> Result<(), StoreError>;
+    /// Reads a stored recording back.
+    async fn load_recording(&self, call_id: &str) -> Result<Option<Recording>, StoreError>;
+    /// Stores a call's transcript.
+    async fn save_transcript(&self, call: &CallRecord, transcript: &Transcript) -> Result<(), StoreError>;
+}
+
+/// Why a live counter could not be updated or read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("live counters unavailable: {0}")]
+pub struct CounterError(pub String);
+
+/// Exact counts of live calls, idempotent per call: counting a call twice counts it once.
+#[async_trait]
+pub trait LiveCounters: Send + Sync + 'static {
+    /// Counts the call as live in every scope it belongs to.
+    async fn call_started(&self, call: &CallRecord) -> Result<(), CounterError>;
+    /// Stops counting the call.
+    async fn call_ended(&self, call: &CallRecord) -> Result<(), CounterError>;
+    /// Returns the number of live calls in a scope (`all`, `workspace:<id>`, `carrier:<name>`, …).
+    async fn live_calls(&self, scope: &str) -> Result<u64, CounterError>;
+}
+
+/// Why transcription failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TranscriptionError {
+    /// The provider's error text, kept verbatim for the user.
+    pub message: String,
+    /// True when another attempt may succeed (timeouts, 5xx, 429).
+    pub retryable: bool,
+}
+
+/// Speech-to-text and analysis of a recording.
+#[async_trait]
+pub trait Transcriber: Send + Sync + 'static {
+    async fn transcribe(&self, call: &CallRecord, recording: &Recording) -> Result<Transcript, TranscriptionError>;
+}
+
+/// The source of time for actors; tests may substitute their own.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Timestamp;
+}
+
+/// The wall clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        chrono::Utc::now()
+    }
+}

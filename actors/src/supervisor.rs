@@ -1,0 +1,227 @@
+//! Supervision: the RootSupervisor keeps the CallSupervisor alive; the CallSupervisor starts one
+//! CallActor per live call and, when one dies, ends its call truthfully (`failed`,
+//! `engine_error`) instead of restarting it. The [`CallRegistry`] finds live call actors by id.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tracing::{error, info, warn};
+
+use crate::call::CallRecord;
+use crate::call::actor::{CallActor, CallActorArgs, CallDeps, CallMessage};
+use crate::call::fsm::{self, CallState, Event, Lifecycle};
+
+/// Live call actors by call id.
+#[derive(Default)]
+pub struct CallRegistry {
+    calls: RwLock<HashMap<String, ActorRef<CallMessage>>>,
+}
+
+impl CallRegistry {
+    /// Registers a live call's actor.
+    pub fn insert(&self, call_id: &str, actor: ActorRef<CallMessage>) {
+        self.calls.write().expect("registry lock").insert(call_id.to_string(), actor);
+    }
+
+    /// Forgets a call's actor.
+    pub fn remove(&self, call_id: &str) {
+        self.calls.write().expect("registry lock").remove(call_id);
+    }
+
+    /// Returns the actor of a live call.
+    pub fn get(&self, call_id: &str) -> Option<ActorRef<CallMessage>> {
+        self.calls.read().expect("registry lock").get(call_id).cloned()
+    }
+
+    /// Returns the number of live call actors.
+    pub fn len(&self) -> usize {
+        self.calls.read().expect("registry lock").len()
+    }
+
+    /// Returns true when no call actor is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sends an event to a live call. Returns false when the call has no actor.
+    pub fn deliver(&self, call_id: &str, event: Event) -> bool {
+        match self.get(call_id) {
+            Some(actor) => actor.send_message(CallMessage::Apply(event)).is_ok(),
+            None => false,
+        }
+    }
+}
+
+/// Messages of the CallSupervisor.
+pub enum CallSupervisorMessage {
+    /// Start the actor of a committed call.
+    Start { record: CallRecord, state: CallState },
+}
+
+/// State of the CallSupervisor: which child is which call.
+pub struct CallSupervisorState {
+    deps: Arc<CallDeps>,
+    children: HashMap<ActorId, String>,
+}
+
+/// Starts and watches call actors.
+pub struct CallSupervisor;
+
+impl Actor for CallSupervisor {
+    type Msg = CallSupervisorMessage;
+    type State = CallSupervisorState;
+    type Arguments = Arc<CallDeps>;
+
+    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, deps: Arc<CallDeps>) -> Result<Self::State, ActorProcessingErr> {
+        Ok(CallSupervisorState { deps, children: HashMap::new() })
+    }
+
+    async fn handle(&self, myself: ActorRef<Self::Msg>, message: Self::Msg, s: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        match message {
+            CallSupervisorMessage::Start { record, state } => {
+                let call_id = record.id.clone();
+                let args = CallActorArgs { record, state, deps: s.deps.clone() };
+                match Actor::spawn_linked(None, CallActor, args, myself.get_cell()).await {
+                    Ok((actor, _)) => {
+                        s.children.insert(actor.get_id(), call_id);
+                    }
+                    Err(e) => {
+                        error!(call.id = %call_id, error = %e, "call actor did not start");
+                        end_lost_call(s.deps.clone(), call_id, "engine_error");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(&self, _myself: ActorRef<Self::Msg>, event: SupervisionEvent, s: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                if let Some(call_id) = s.children.remove(&cell.get_id()) {
+                    if reason.as_deref() != Some("finished") {
+                        warn!(call.id = %call_id, reason = ?reason, "call actor stopped before its call finished");
+                        s.deps.registry.remove(&call_id);
+                        end_lost_call(s.deps.clone(), call_id, "engine_error");
+                    }
+                }
+            }
+            SupervisionEvent::ActorFailed(cell, err) => {
+                if let Some(call_id) = s.children.remove(&cell.get_id()) {
+                    error!(call.id = %call_id, error = %err, "call actor failed");
+                    s.deps.registry.remove(&call_id);
+                    end_lost_call(s.deps.clone(), call_id, "engine_error");
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Ends a call whose actor is gone: the call still gets its one terminal event.
+fn end_lost_call(deps: Arc<CallDeps>, call_id: String, reason: &'static str) {
+    tokio::spawn(async move {
+        let Ok(Some((record, state))) = deps.store.load_state(&call_id).await else {
+            error!(call.id = %call_id, "lost call could not be loaded");
+            return;
+        };
+        let event = Event::EngineFailed { reason: reason.to_string(), at: deps.clock.now() };
+        let Ok(transition) = fsm::apply(&state, event, &deps.policy) else { return };
+        if transition.next == state {
+            return;
+        }
+        let published: Vec<Lifecycle> = transition.published().cloned().collect();
+        if let Err(e) = deps.store.commit(&record, &transition.next, &published).await {
+            error!(call.id = %call_id, error = %e, "lost call could not be ended");
+            return;
+        }
+        if state.status >= fsm::CallStatus::Dialing && !state.is_ended() {
+            let _ = deps.counters.call_ended(&record).await;
+        }
+    });
+}
+
+/// A handle to the current CallSupervisor, which the RootSupervisor may replace after a failure.
+#[derive(Default)]
+pub struct CallSupervisorHandle {
+    current: RwLock<Option<ActorRef<CallSupervisorMessage>>>,
+}
+
+impl CallSupervisorHandle {
+    /// Starts the actor of a committed call. Returns false when the engine is shutting down.
+    pub fn start_call(&self, record: CallRecord, state: CallState) -> bool {
+        let current = self.current.read().expect("supervisor handle lock").clone();
+        match current {
+            Some(supervisor) => supervisor.send_message(CallSupervisorMessage::Start { record, state }).is_ok(),
+            None => false,
+        }
+    }
+
+    fn set(&self, supervisor: Option<ActorRef<CallSupervisorMessage>>) {
+        *self.current.write().expect("supervisor handle lock") = supervisor;
+    }
+}
+
+/// State of the RootSupervisor.
+pub struct RootState {
+    deps: Arc<CallDeps>,
+    handle: Arc<CallSupervisorHandle>,
+    call_supervisor: Option<ActorCell>,
+}
+
+/// The top of the actor tree: restarts the CallSupervisor if it dies.
+pub struct RootSupervisor;
+
+impl RootSupervisor {
+    /// Starts the actor tree. Returns the root and a handle to start calls with.
+    pub async fn start(deps: Arc<CallDeps>) -> Result<(ActorRef<()>, Arc<CallSupervisorHandle>), ActorProcessingErr> {
+        let handle = Arc::new(CallSupervisorHandle::default());
+        let (root, _) = Actor::spawn(None, RootSupervisor, (deps, handle.clone())).await?;
+        Ok((root, handle))
+    }
+
+    async fn start_call_supervisor(root: &ActorRef<()>, s: &mut RootState) -> Result<(), ActorProcessingErr> {
+        let (supervisor, _) = Actor::spawn_linked(None, CallSupervisor, s.deps.clone(), root.get_cell()).await?;
+        s.call_supervisor = Some(supervisor.get_cell());
+        s.handle.set(Some(supervisor));
+        Ok(())
+    }
+}
+
+impl Actor for RootSupervisor {
+    type Msg = ();
+    type State = RootState;
+    type Arguments = (Arc<CallDeps>, Arc<CallSupervisorHandle>);
+
+    async fn pre_start(&self, myself: ActorRef<()>, (deps, handle): Self::Arguments) -> Result<RootState, ActorProcessingErr> {
+        let mut state = RootState { deps, handle, call_supervisor: None };
+        RootSupervisor::start_call_supervisor(&myself, &mut state).await?;
+        Ok(state)
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<()>, s: &mut RootState) -> Result<(), ActorProcessingErr> {
+        s.handle.set(None);
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(&self, myself: ActorRef<()>, event: SupervisionEvent, s: &mut RootState) -> Result<(), ActorProcessingErr> {
+        let dead = match &event {
+            SupervisionEvent::ActorTerminated(cell, ..) | SupervisionEvent::ActorFailed(cell, ..) => Some(cell.get_id()),
+            _ => None,
+        };
+        if dead.is_some() && dead == s.call_supervisor.as_ref().map(|cell| cell.get_id()) {
+            s.handle.set(None);
+            if let SupervisionEvent::ActorTerminated(..) = event {
+                info!("call supervisor stopped");
+                return Ok(());
+            }
+            warn!("call supervisor failed; restarting it");
+            if let Err(e) = RootSupervisor::start_call_supervisor(&myself, s).await {
+                error!(error = %e, "call supervisor could not be restarted");
+            }
+        }
+        Ok(())
+    }
+}
