@@ -109,7 +109,7 @@ fn expected(state: &str, event: &str) -> Option<(&'static str, Option<Outcome>)>
         ("queued" | "dialing", "place_failed") => Some(("ended", Some(Failed))),
         (_, "place_failed") => None,
         ("queued" | "dialing", "agent_ringing") => Some(("ringing", None)),
-        ("ringing", "agent_ringing") => None,
+        ("ringing" | "in_progress", "agent_ringing") => None,
         ("queued" | "dialing" | "ringing", "agent_busy") => Some(("ended", Some(Busy))),
         ("in_progress", "agent_busy") => Some(("in_progress", None)),
         ("queued" | "dialing" | "ringing", "customer_answered") => Some(("in_progress", None)),
