@@ -1,1 +1,17 @@
-pub fn x(){}
+//! Dialplane's database schema as sea-orm migrations. The same migrations run on SQLite (the
+//! embedded default) and PostgreSQL; they run at server start and via `dialplane migrate`.
+//! Migrations are independent of the entity code so old ones never change meaning.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_create_core_tables;
+
+/// Lists every migration in the order it applies.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_create_core_tables::Migration)]
+    }
+}
