@@ -1,1 +1,192 @@
-pub fn x(){}
+//! Dialplane: a telephony orchestration engine. This crate is the server around the actor system of
+//! `dialplane-actors`: configuration, the warp HTTP layer, authentication, sea-orm storage, the
+//! sandbox carrier, live counters, callback delivery and telemetry.
+//!
+//! [`run`] starts everything on a bound listener and serves until `shutdown` resolves, so tests can
+//! bind port 0 and stop the server when they are done.
+
+pub mod auth;
+pub mod call_view;
+pub mod carriers;
+pub mod cli;
+pub mod config;
+pub mod counters;
+pub mod delivery;
+pub mod error;
+pub mod http;
+pub mod ids;
+pub mod netguard;
+pub mod signing;
+pub mod store;
+pub mod telemetry;
+pub mod transcribe;
+
+use std::future::Future;
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use dialplane_actors::fsm::Policy;
+use dialplane_actors::ports::{LiveCounters, SystemClock};
+use dialplane_actors::{CallDeps, CallRegistry, CallSupervisorHandle, RootSupervisor};
+use metrics_exporter_prometheus::PrometheusHandle;
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tracing::{info, warn};
+
+use crate::carriers::sandbox::SandboxCarrier;
+use crate::carriers::sandbox_network::SandboxNetwork;
+use crate::config::Config;
+use crate::signing::{RecordingUrlSigner, derive_key};
+use crate::store::call_store::SeaCallStore;
+
+/// Everything request handlers share.
+pub struct App {
+    pub config: Config,
+    pub db: DatabaseConnection,
+    /// Base URL carriers and signed links use (no trailing slash).
+    pub public_url: String,
+    pub auth: auth::Authenticator,
+    /// Verified against when a login names an unknown email, so timing reveals nothing.
+    pub dummy_password_hash: String,
+    pub signer: RecordingUrlSigner,
+    /// Live call actors by call id; carrier callbacks are routed through it.
+    pub registry: Arc<CallRegistry>,
+    /// Starts call actors.
+    pub calls: Arc<CallSupervisorHandle>,
+    pub counters: Arc<dyn LiveCounters>,
+    pub store: Arc<SeaCallStore>,
+    /// The built-in fake carrier.
+    pub sandbox: Arc<SandboxNetwork>,
+    /// Key the sandbox signs its status callbacks with.
+    pub sandbox_callback_key: Vec<u8>,
+    pub metrics: PrometheusHandle,
+}
+
+/// Installs the process-wide TLS crypto provider (reqwest is built without one).
+pub fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// Returns the master secret: the configured one, or one generated once and kept in the database.
+async fn master_secret(db: &DatabaseConnection, config: &Config) -> anyhow::Result<Vec<u8>> {
+    if let Some(secret) = &config.jwt_secret {
+        return Ok(secret.as_bytes().to_vec());
+    }
+    let mut generated = false;
+    let secret = store::get_or_init_setting(db, "jwt_secret", || {
+        generated = true;
+        ids::random_alphanumeric(64)
+    })
+    .await?;
+    if generated {
+        warn!("DIALPLANE_JWT_SECRET is not set; generated a secret and stored it in the database");
+    }
+    Ok(secret.into_bytes())
+}
+
+/// Creates the configured superuser if missing, or a first `admin@localhost` when there are no users.
+async fn bootstrap_admin(db: &DatabaseConnection, config: &Config) -> anyhow::Result<()> {
+    if let Some(admin) = &config.admin {
+        if store::users::find_by_email(db, &admin.email).await?.is_none() {
+            let hash = auth::hash_password(&admin.password)?;
+            store::users::create(db, &admin.email, &hash, "superuser").await?;
+            info!(email = %admin.email, "created the configured superuser");
+        }
+        return Ok(());
+    }
+    if store::users::count(db).await? == 0 {
+        let password = ids::random_alphanumeric(20);
+        let hash = auth::hash_password(&password)?;
+        store::users::create(db, "admin@localhost", &hash, "superuser").await?;
+        println!("created superuser admin@localhost with password {password} (shown once; change it or set DIALPLANE_ADMIN_*)");
+    }
+    Ok(())
+}
+
+/// Starts Dialplane on `listener` and serves until `shutdown` resolves.
+pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    install_crypto_provider();
+    let metrics = telemetry::metrics_handle();
+    let addr = listener.local_addr()?;
+    let public_url = match &config.public_url {
+        Some(url) => url.as_str().trim_end_matches('/').to_string(),
+        None => format!("http://{addr}"),
+    };
+
+    let db = store::connect(&config.database_url).await?;
+    let master = master_secret(&db, &config).await?;
+    bootstrap_admin(&db, &config).await?;
+
+    let counters: Arc<dyn LiveCounters> = match &config.redis_url {
+        Some(url) => Arc::new(counters::RedisCounters::connect(url, &config.redis_prefix).await?),
+        None => Arc::new(counters::InProcessCounters::default()),
+    };
+    let outbox_ready = Arc::new(Notify::new());
+    let signer = RecordingUrlSigner::new(derive_key(&master, "recording-urls"), &public_url);
+    let store = Arc::new(SeaCallStore::new(db.clone(), signer.clone(), outbox_ready.clone()));
+    let sandbox_callback_key = derive_key(&master, "sandbox-callbacks");
+    let sandbox_api_key = hex::encode(derive_key(&master, "sandbox-api"));
+    let sandbox = Arc::new(SandboxNetwork::new(sandbox_callback_key.clone(), sandbox_api_key.clone(), config.sandbox_time_scale, &public_url)?);
+    let registry = Arc::new(CallRegistry::default());
+    let deps = Arc::new(CallDeps {
+        carrier: Arc::new(SandboxCarrier::new(&public_url, sandbox_api_key)?),
+        store: store.clone(),
+        counters: counters.clone(),
+        transcriber: Arc::new(transcribe::SandboxTranscriber),
+        clock: Arc::new(SystemClock),
+        registry: registry.clone(),
+        policy: Policy::default(),
+        watchdog_interval: Duration::from_millis(config.watchdog_interval_ms),
+        stage_attempts: 5,
+    });
+    let (root, calls) = RootSupervisor::start(deps).await.map_err(|e| anyhow::anyhow!("actor system did not start: {e}"))?;
+
+    let dummy_password_hash = auth::hash_password(&ids::random_alphanumeric(16))?;
+    let app = Arc::new(App {
+        auth: auth::Authenticator::new(&master),
+        config: config.clone(),
+        db: db.clone(),
+        public_url: public_url.clone(),
+        dummy_password_hash,
+        signer,
+        registry,
+        calls: calls.clone(),
+        counters,
+        store,
+        sandbox,
+        sandbox_callback_key,
+        metrics,
+    });
+
+    // Calls a previous run left unfinished get their actors back.
+    let unfinished = store::calls::unfinished(&db).await?;
+    if !unfinished.is_empty() {
+        info!(count = unfinished.len(), "resuming unfinished calls");
+    }
+    for row in unfinished {
+        match store::calls::record_of(&row) {
+            Ok((record, state)) => {
+                calls.start_call(record, state);
+            }
+            Err(e) => warn!(call.id = %row.id, error = %e, "unfinished call could not be resumed"),
+        }
+    }
+
+    let (stop_delivery, delivery_stopped) = watch::channel(false);
+    let worker = Arc::new(delivery::DeliveryWorker::new(db.clone(), outbox_ready, config.delivery_backoff_scale, config.allow_private_callbacks)?);
+    let delivery = tokio::spawn(worker.run(delivery_stopped));
+
+    info!(listen = %addr, public_url = %public_url, database = if config.database_url.starts_with("sqlite") { "sqlite" } else { "postgres" }, "dialplane listening");
+    warp::serve(http::routes(app)).incoming(listener).graceful(shutdown).run().await;
+
+    info!("shutting down");
+    let _ = stop_delivery.send(true);
+    root.stop(Some("shutdown".to_string()));
+    let _ = delivery.await;
+    db.close().await.ok();
+    Ok(())
+}

@@ -1,0 +1,343 @@
+//! The sandbox network: a fake carrier served by Dialplane itself under `/sandbox/v1`. It accepts
+//! calls over HTTP, then plays a scripted timeline, posting signed status callbacks to the URL it
+//! was given, and serves each answered call's recording (a short generated WAV).
+//!
+//! The script is chosen by the last four digits of the customer number:
+//!
+//! | digits | what happens                                                            |
+//! |--------|-------------------------------------------------------------------------|
+//! | `0001` | the customer is busy                                                    |
+//! | `0002` | the customer does not answer                                            |
+//! | `0003` | the carrier rejects the call outright                                   |
+//! | `0004` | answered and completed, but transcription fails with a 401-style error  |
+//! | `0005` | the agent does not answer (the customer is never rung)                  |
+//! | other  | answered; completes after 20–90 simulated seconds derived from the number |
+//!
+//! Timings are in simulated seconds, multiplied by `DIALPLANE_SANDBOX_TIME_SCALE`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::json;
+use tracing::{debug, warn};
+
+use super::sandbox::{PlaceCallRequest, PlaceCallResponse, SIGNATURE_HEADER, StatusCallback};
+use crate::{ids, signing};
+
+/// What the sandbox does with a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// Answered; talks for `talk_s` simulated seconds.
+    Completes { talk_s: u32 },
+    CustomerBusy,
+    CustomerNoAnswer,
+    Rejected,
+    /// Answered and completed; the recording makes the sandbox transcriber fail.
+    TranscriptionFails { talk_s: u32 },
+    AgentNoAnswer,
+}
+
+/// Returns the scripted scenario of a customer number.
+pub fn scenario_for(customer_number: &str) -> Scenario {
+    let digits: String = customer_number.chars().filter(char::is_ascii_digit).collect();
+    let last4 = &digits[digits.len().saturating_sub(4)..];
+    match last4 {
+        "0001" => Scenario::CustomerBusy,
+        "0002" => Scenario::CustomerNoAnswer,
+        "0003" => Scenario::Rejected,
+        "0004" => Scenario::TranscriptionFails { talk_s: 30 },
+        "0005" => Scenario::AgentNoAnswer,
+        _ => {
+            let n: u64 = digits.bytes().fold(0u64, |acc, b| acc.wrapping_mul(31).wrapping_add(u64::from(b - b'0')));
+            Scenario::Completes { talk_s: 20 + (n % 71) as u32 }
+        }
+    }
+}
+
+/// One status callback of a timeline, `at_s` simulated seconds after the call was placed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub at_s: u32,
+    pub leg: &'static str,
+    pub status: &'static str,
+    pub duration: Option<u32>,
+    pub answer_duration: Option<u32>,
+    /// The step announces the recording.
+    pub recording: bool,
+}
+
+fn step(at_s: u32, leg: &'static str, status: &'static str) -> Step {
+    Step { at_s, leg, status, duration: None, answer_duration: None, recording: false }
+}
+
+/// Returns the callbacks the sandbox posts for a call. A click-to-call rings the agent first.
+pub fn timeline(click_to_call: bool, scenario: Scenario) -> Vec<Step> {
+    let mut steps = Vec::new();
+    // When the customer leg starts, and when the whole-call duration starts counting.
+    let (customer_from, billed_from) = if click_to_call {
+        steps.push(step(1, "agent", "ringing"));
+        if scenario == Scenario::AgentNoAnswer {
+            steps.push(step(31, "agent", "no-answer"));
+            return steps;
+        }
+        steps.push(step(5, "agent", "answered"));
+        (6, 5)
+    } else {
+        (0, 3)
+    };
+    steps.push(step(customer_from + 1, "customer", "ringing"));
+    let end_unanswered = |at_s: u32, status: &'static str| Step {
+        duration: Some(at_s - billed_from.min(at_s)),
+        answer_duration: Some(0),
+        ..step(at_s, "customer", status)
+    };
+    match scenario {
+        Scenario::CustomerBusy => steps.push(end_unanswered(customer_from + 4, "busy")),
+        Scenario::CustomerNoAnswer | Scenario::AgentNoAnswer => steps.push(end_unanswered(customer_from + 31, "no-answer")),
+        Scenario::Rejected => steps.clear(),
+        Scenario::Completes { talk_s } | Scenario::TranscriptionFails { talk_s } => {
+            let answered = customer_from + 4;
+            steps.push(step(answered, "customer", "answered"));
+            let ended = answered + talk_s;
+            steps.push(Step {
+                duration: Some(ended - billed_from),
+                answer_duration: Some(talk_s),
+                recording: true,
+                ..step(ended, "customer", "completed")
+            });
+        }
+    }
+    steps
+}
+
+/// Marker chunk in a sandbox recording telling the sandbox transcriber what to do.
+pub const SCRIPT_CHUNK: &[u8; 4] = b"dpsb";
+
+/// Returns a short WAV (8 kHz mono PCM, half a second of tone) carrying a script chunk.
+pub fn wav(script: &serde_json::Value) -> Vec<u8> {
+    let rate = 8000u32;
+    let samples: Vec<i16> = (0..rate / 2)
+        .map(|i| ((f64::from(i) * 440.0 * 2.0 * std::f64::consts::PI / f64::from(rate)).sin() * 8000.0) as i16)
+        .collect();
+    let mut script_bytes = script.to_string().into_bytes();
+    if script_bytes.len() % 2 == 1 {
+        script_bytes.push(b' ');
+    }
+    let data_len = (samples.len() * 2) as u32;
+    let mut out = Vec::new();
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(4 + 8 + 16 + 8 + script_bytes.len() as u32 + 8 + data_len).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    out.extend_from_slice(&1u16.to_le_bytes()); // mono
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * 2).to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(SCRIPT_CHUNK);
+    out.extend_from_slice(&(script_bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(&script_bytes);
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data_len.to_le_bytes());
+    for sample in samples {
+        out.extend_from_slice(&sample.to_le_bytes());
+    }
+    out
+}
+
+/// Returns the script chunk of a WAV made by [`wav`].
+pub fn read_script(wav: &[u8]) -> Option<serde_json::Value> {
+    if wav.len() < 12 || &wav[0..4] != b"RIFF" || &wav[8..12] != b"WAVE" {
+        return None;
+    }
+    let mut at = 12;
+    while at + 8 <= wav.len() {
+        let id = &wav[at..at + 4];
+        let len = u32::from_le_bytes(wav[at + 4..at + 8].try_into().ok()?) as usize;
+        let body = wav.get(at + 8..at + 8 + len)?;
+        if id == SCRIPT_CHUNK {
+            return serde_json::from_slice(body).ok();
+        }
+        at += 8 + len + (len % 2);
+    }
+    None
+}
+
+/// Why the sandbox carrier API refused a call.
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: u16,
+    pub body: serde_json::Value,
+}
+
+/// The fake carrier.
+pub struct SandboxNetwork {
+    http: reqwest::Client,
+    /// Signs the status callbacks.
+    callback_key: Vec<u8>,
+    /// Bearer key clients of the carrier API must present.
+    api_key: String,
+    time_scale: f64,
+    /// Base of the recording URLs it announces.
+    public_base: String,
+    /// Scripts of the recordings it serves, by call sid.
+    recordings: Mutex<HashMap<String, serde_json::Value>>,
+}
+
+impl SandboxNetwork {
+    /// Builds the network; recordings are served under `public_base`.
+    pub fn new(callback_key: Vec<u8>, api_key: String, time_scale: f64, public_base: &str) -> anyhow::Result<Self> {
+        Ok(SandboxNetwork {
+            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?,
+            callback_key,
+            api_key,
+            time_scale,
+            public_base: public_base.trim_end_matches('/').to_string(),
+            recordings: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Returns true when `authorization` carries the API key.
+    pub fn authorized(&self, authorization: Option<&str>) -> bool {
+        let expected = format!("Bearer {}", self.api_key);
+        authorization.is_some_and(|got| signing::verify_hmac_sha256(b"cmp", got.as_bytes(), &signing::hmac_sha256(b"cmp", expected.as_bytes())))
+    }
+
+    /// Accepts a call and starts its timeline, or refuses it.
+    pub fn place(self: &Arc<Self>, request: PlaceCallRequest) -> Result<PlaceCallResponse, Refusal> {
+        let click_to_call = match request.kind.as_str() {
+            "click_to_call" => true,
+            "agent" => false,
+            other => return Err(Refusal { status: 400, body: json!({ "code": 21201, "message": format!("unknown kind {other:?}") }) }),
+        };
+        if url::Url::parse(&request.status_callback).is_err() {
+            return Err(Refusal { status: 400, body: json!({ "code": 21609, "message": "status_callback is not a URL" }) });
+        }
+        let scenario = scenario_for(&request.to);
+        if scenario == Scenario::Rejected {
+            return Err(Refusal { status: 400, body: json!({ "code": 13224, "message": "The number is not reachable" }) });
+        }
+        let sid = format!("SB{}", ids::random_lower_alphanumeric(32));
+        if let Scenario::Completes { talk_s } | Scenario::TranscriptionFails { talk_s } = scenario {
+            let stt = if matches!(scenario, Scenario::TranscriptionFails { .. }) { "unauthorized" } else { "ok" };
+            let script = json!({ "talk_s": talk_s, "stt": stt, "click_to_call": click_to_call });
+            self.recordings.lock().expect("recordings lock").insert(sid.clone(), script);
+        }
+        let network = self.clone();
+        let steps = timeline(click_to_call, scenario);
+        let response = PlaceCallResponse { sid: sid.clone(), status: "queued".to_string() };
+        tokio::spawn(async move { network.play(sid, request, steps).await });
+        Ok(response)
+    }
+
+    /// Returns the WAV of an answered call.
+    pub fn recording(&self, sid: &str) -> Option<Vec<u8>> {
+        self.recordings.lock().expect("recordings lock").get(sid).map(wav)
+    }
+
+    async fn play(&self, sid: String, request: PlaceCallRequest, steps: Vec<Step>) {
+        let mut elapsed_s = 0;
+        for (n, step) in steps.into_iter().enumerate() {
+            let wait_s = f64::from(step.at_s - elapsed_s) * self.time_scale;
+            elapsed_s = step.at_s;
+            if wait_s > 0.0 {
+                tokio::time::sleep(Duration::from_secs_f64(wait_s)).await;
+            }
+            let callback = StatusCallback {
+                sid: sid.clone(),
+                reference: request.reference.clone(),
+                sequence: n as u64 + 1,
+                leg: step.leg.to_string(),
+                status: step.status.to_string(),
+                timestamp: Utc::now(),
+                duration: step.duration,
+                answer_duration: step.answer_duration,
+                recording_url: step.recording.then(|| format!("{}/sandbox/v1/recordings/{sid}.wav", self.public_base)),
+            };
+            if !self.post(&request.status_callback, &callback).await {
+                warn!(call.sid = %sid, "sandbox gave up on a status callback; the call goes silent");
+                return;
+            }
+        }
+    }
+
+    /// Posts one callback, retrying like a carrier does. Returns false when it was never accepted.
+    async fn post(&self, url: &str, callback: &StatusCallback) -> bool {
+        let body = serde_json::to_vec(callback).expect("callback serializes");
+        let signature = hex::encode(signing::hmac_sha256(&self.callback_key, &body));
+        for attempt in 0..5u32 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            }
+            let result = self
+                .http
+                .post(url)
+                .header(SIGNATURE_HEADER, &signature)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+                .send()
+                .await;
+            match result {
+                Ok(response) if response.status().is_success() => return true,
+                Ok(response) if response.status().is_client_error() => {
+                    debug!(status = %response.status(), "sandbox callback refused");
+                    return false;
+                }
+                Ok(response) => debug!(status = %response.status(), attempt, "sandbox callback failed"),
+                Err(e) => debug!(error = %e.without_url(), attempt, "sandbox callback failed"),
+            }
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_four_digits_choose_the_script() {
+        assert_eq!(scenario_for("919999990001"), Scenario::CustomerBusy);
+        assert_eq!(scenario_for("919999990002"), Scenario::CustomerNoAnswer);
+        assert_eq!(scenario_for("+919999990003"), Scenario::Rejected);
+        assert!(matches!(scenario_for("919999990004"), Scenario::TranscriptionFails { .. }));
+        assert_eq!(scenario_for("919999990005"), Scenario::AgentNoAnswer);
+        for number in ["919999999999", "14155550100", "4420794600"] {
+            let Scenario::Completes { talk_s } = scenario_for(number) else { panic!("{number}") };
+            assert!((20..=90).contains(&talk_s));
+            assert_eq!(scenario_for(number), Scenario::Completes { talk_s }, "deterministic");
+        }
+    }
+
+    #[test]
+    fn click_to_call_rings_the_agent_first_and_reports_durations() {
+        let steps = timeline(true, Scenario::Completes { talk_s: 48 });
+        let order: Vec<_> = steps.iter().map(|s| (s.leg, s.status)).collect();
+        assert_eq!(
+            order,
+            [("agent", "ringing"), ("agent", "answered"), ("customer", "ringing"), ("customer", "answered"), ("customer", "completed")]
+        );
+        let last = steps.last().unwrap();
+        assert_eq!(last.answer_duration, Some(48));
+        assert_eq!(last.duration, Some(53));
+        assert!(last.recording);
+        assert!(steps.windows(2).all(|w| w[0].at_s <= w[1].at_s));
+        let agent = timeline(true, Scenario::AgentNoAnswer);
+        assert!(agent.iter().all(|s| s.leg == "agent"));
+        let ai = timeline(false, Scenario::CustomerBusy);
+        assert!(ai.iter().all(|s| s.leg == "customer"));
+    }
+
+    #[test]
+    fn recordings_carry_their_script() {
+        let script = json!({ "talk_s": 30, "stt": "unauthorized" });
+        let bytes = wav(&script);
+        assert_eq!(&bytes[0..4], b"RIFF");
+        assert_eq!(u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize, bytes.len() - 8);
+        assert_eq!(read_script(&bytes), Some(script));
+        assert_eq!(read_script(b"not a wav"), None);
+    }
+}

@@ -1,0 +1,286 @@
+//! Configuration: embedded defaults, then an optional TOML file (`--config`), then the process
+//! environment. Loading takes the environment as a map so tests never touch the process env, and
+//! validates everything up front: bad configuration fails at start with the key and what was wrong.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use url::Url;
+
+/// Everything the server reads from its configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    pub bind: SocketAddr,
+    /// `sqlite://…` (embedded default) or `postgres://…`.
+    pub database_url: String,
+    /// Redis for live counters shared by all nodes; `None` keeps them in process.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key, so several deployments (or tests) can share one Redis.
+    pub redis_prefix: String,
+    /// Base URL carriers call back; `None` means `http://` + the bound address.
+    pub public_url: Option<Url>,
+    /// HS256 secret for access and refresh tokens; `None` means generate one and persist it.
+    pub jwt_secret: Option<String>,
+    /// A superuser created at start if missing.
+    pub admin: Option<AdminAccount>,
+    /// Multiplier of the sandbox carrier's timings: 1 real time, 0 no delays.
+    pub sandbox_time_scale: f64,
+    /// Lets callback URLs reach loopback and private addresses (local development and tests).
+    pub allow_private_callbacks: bool,
+    /// Multiplier of the callback retry schedule (tests shrink hours to milliseconds).
+    pub delivery_backoff_scale: f64,
+    /// How often each live call's watchdog looks at it, in milliseconds.
+    pub watchdog_interval_ms: u64,
+}
+
+/// Credentials of the superuser to create at start.
+#[derive(Clone)]
+pub struct AdminAccount {
+    pub email: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for AdminAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminAccount").field("email", &self.email).field("password", &"<redacted>").finish()
+    }
+}
+
+/// A configuration value that cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid configuration: {key}: {message}")]
+pub struct ConfigError {
+    /// The key at fault (`DATABASE_URL`, …).
+    pub key: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: &str, message: impl Into<String>) -> Self {
+        ConfigError { key: key.to_string(), message: message.into() }
+    }
+}
+
+/// Every key the server reads, for the file and the environment alike.
+pub const KEYS: &[&str] = &[
+    "DIALPLANE_BIND",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "DIALPLANE_REDIS_PREFIX",
+    "DIALPLANE_PUBLIC_URL",
+    "DIALPLANE_JWT_SECRET",
+    "DIALPLANE_ADMIN_EMAIL",
+    "DIALPLANE_ADMIN_PASSWORD",
+    "DIALPLANE_SANDBOX_TIME_SCALE",
+    "DIALPLANE_ALLOW_PRIVATE_CALLBACKS",
+    "DIALPLANE_DELIVERY_BACKOFF_SCALE",
+    "DIALPLANE_WATCHDOG_INTERVAL_MS",
+];
+
+impl Config {
+    /// Loads the configuration from an optional TOML file overlaid by `env`.
+    pub fn load(env: &HashMap<String, String>, file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut values = HashMap::new();
+        if let Some(path) = file {
+            values = read_file(path)?;
+        }
+        for key in KEYS {
+            if let Some(value) = env.get(*key) {
+                values.insert(key.to_string(), value.clone());
+            }
+        }
+        Config::from_values(&values)
+    }
+
+    /// Builds a configuration from already merged string values; unset keys take their defaults.
+    pub fn from_values(values: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let get = |key: &str| values.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
+
+        let bind_raw = get("DIALPLANE_BIND").unwrap_or("127.0.0.1:8080");
+        let bind: SocketAddr = bind_raw.parse().map_err(|_| {
+            ConfigError::new("DIALPLANE_BIND", format!("expected an address such as 127.0.0.1:8080, got {bind_raw:?}"))
+        })?;
+
+        let database_url = get("DATABASE_URL").unwrap_or("sqlite://dialplane.db?mode=rwc").to_string();
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::new("DATABASE_URL", "expected a sqlite://… or postgres://… URL"));
+        }
+
+        let redis_url = get("REDIS_URL").map(str::to_string);
+        if let Some(url) = &redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://")) {
+                return Err(ConfigError::new("REDIS_URL", "expected a redis://… URL"));
+            }
+        }
+        let redis_prefix = get("DIALPLANE_REDIS_PREFIX").unwrap_or("dialplane").to_string();
+        if !redis_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "_-:.".contains(c)) {
+            return Err(ConfigError::new("DIALPLANE_REDIS_PREFIX", "use letters, digits, '_', '-', ':' or '.'"));
+        }
+
+        let public_url = match get("DIALPLANE_PUBLIC_URL") {
+            None => None,
+            Some(raw) => {
+                let url = Url::parse(raw.trim_end_matches('/'))
+                    .map_err(|e| ConfigError::new("DIALPLANE_PUBLIC_URL", format!("not a URL: {e}")))?;
+                if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+                    return Err(ConfigError::new("DIALPLANE_PUBLIC_URL", "expected an http:// or https:// URL"));
+                }
+                Some(url)
+            }
+        };
+
+        let jwt_secret = get("DIALPLANE_JWT_SECRET").map(str::to_string);
+        if jwt_secret.as_ref().is_some_and(|s| s.len() < 32) {
+            return Err(ConfigError::new("DIALPLANE_JWT_SECRET", "must be at least 32 characters long"));
+        }
+
+        let admin = match (get("DIALPLANE_ADMIN_EMAIL"), get("DIALPLANE_ADMIN_PASSWORD")) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::new("DIALPLANE_ADMIN_PASSWORD", "must be set when DIALPLANE_ADMIN_EMAIL is"));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new("DIALPLANE_ADMIN_EMAIL", "must be set when DIALPLANE_ADMIN_PASSWORD is"));
+            }
+            (Some(email), Some(password)) => {
+                if !crate::auth::is_valid_email(email) {
+                    return Err(ConfigError::new("DIALPLANE_ADMIN_EMAIL", "not an email address"));
+                }
+                if password.len() < 8 {
+                    return Err(ConfigError::new("DIALPLANE_ADMIN_PASSWORD", "must be at least 8 characters long"));
+                }
+                Some(AdminAccount { email: email.to_lowercase(), password: password.to_string() })
+            }
+        };
+
+        let sandbox_time_scale = non_negative(get("DIALPLANE_SANDBOX_TIME_SCALE"), "DIALPLANE_SANDBOX_TIME_SCALE", 1.0)?;
+        let delivery_backoff_scale =
+            non_negative(get("DIALPLANE_DELIVERY_BACKOFF_SCALE"), "DIALPLANE_DELIVERY_BACKOFF_SCALE", 1.0)?;
+        let allow_private_callbacks = match get("DIALPLANE_ALLOW_PRIVATE_CALLBACKS") {
+            None => false,
+            Some(raw) => parse_bool(raw).ok_or_else(|| {
+                ConfigError::new("DIALPLANE_ALLOW_PRIVATE_CALLBACKS", format!("expected true or false, got {raw:?}"))
+            })?,
+        };
+        let watchdog_interval_ms = match get("DIALPLANE_WATCHDOG_INTERVAL_MS") {
+            None => 1000,
+            Some(raw) => raw.parse::<u64>().ok().filter(|ms| (10..=60_000).contains(ms)).ok_or_else(|| {
+                ConfigError::new("DIALPLANE_WATCHDOG_INTERVAL_MS", "expected milliseconds between 10 and 60000")
+            })?,
+        };
+
+        Ok(Config {
+            bind,
+            database_url,
+            redis_url,
+            redis_prefix,
+            public_url,
+            jwt_secret,
+            admin,
+            sandbox_time_scale,
+            allow_private_callbacks,
+            delivery_backoff_scale,
+            watchdog_interval_ms,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new("--config", format!("cannot read {}: {e}", path.display())))?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| ConfigError::new("--config", format!("{} is not valid TOML: {e}", path.display())))?;
+    let mut values = HashMap::new();
+    for (key, value) in table {
+        if !KEYS.contains(&key.as_str()) {
+            return Err(ConfigError::new(&key, format!("unknown key in {}", path.display())));
+        }
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            _ => return Err(ConfigError::new(&key, "expected a string, number or boolean")),
+        };
+        values.insert(key, value);
+    }
+    Ok(values)
+}
+
+fn non_negative(raw: Option<&str>, key: &str, default: f64) -> Result<f64, ConfigError> {
+    match raw {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .ok_or_else(|| ConfigError::new(key, format!("expected a number of 0 or more, got {raw:?}"))),
+    }
+}
+
+fn parse_bool(raw: &str) -> Option<bool> {
+    match raw.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_setup() {
+        let config = Config::load(&HashMap::new(), None).unwrap();
+        assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.database_url, "sqlite://dialplane.db?mode=rwc");
+        assert!(config.redis_url.is_none());
+        assert!(config.public_url.is_none());
+        assert!(!config.allow_private_callbacks);
+        assert_eq!(config.sandbox_time_scale, 1.0);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("DIALPLANE_BIND", "nowhere"),
+            ("DATABASE_URL", "mysql://x"),
+            ("REDIS_URL", "http://x"),
+            ("DIALPLANE_PUBLIC_URL", "ftp://x"),
+            ("DIALPLANE_JWT_SECRET", "short"),
+            ("DIALPLANE_SANDBOX_TIME_SCALE", "-1"),
+            ("DIALPLANE_SANDBOX_TIME_SCALE", "fast"),
+            ("DIALPLANE_ALLOW_PRIVATE_CALLBACKS", "maybe"),
+        ];
+        for (key, value) in cases {
+            let err = Config::load(&env(&[(key, value)]), None).unwrap_err();
+            assert_eq!(err.key, key, "{value}");
+            assert!(err.to_string().contains(key));
+        }
+        let err = Config::load(&env(&[("DIALPLANE_ADMIN_EMAIL", "a@b.co")]), None).unwrap_err();
+        assert_eq!(err.key, "DIALPLANE_ADMIN_PASSWORD");
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dialplane.toml");
+        std::fs::write(&path, "DIALPLANE_BIND = \"0.0.0.0:9000\"\nDIALPLANE_SANDBOX_TIME_SCALE = 0.5\n").unwrap();
+        let config = Config::load(&env(&[("DIALPLANE_BIND", "127.0.0.1:9001")]), Some(&path)).unwrap();
+        assert_eq!(config.bind.to_string(), "127.0.0.1:9001");
+        assert_eq!(config.sandbox_time_scale, 0.5);
+        std::fs::write(&path, "NOT_A_KEY = 1\n").unwrap();
+        assert_eq!(Config::load(&HashMap::new(), Some(&path)).unwrap_err().key, "NOT_A_KEY");
+    }
+}

@@ -1,0 +1,141 @@
+//! The one user-facing error type of the HTTP boundary. Every failure a handler can answer with is
+//! an [`ApiError`]; its status is decided in one exhaustive `match`. Bodies follow FastAPI, as the
+//! `/api` contract (seed 000) does: `{"detail": "..."}`, or for validation errors a list of
+//! `{loc, msg, type}`. Internal errors are logged once, here, and answered with a bare 500.
+
+use serde::Serialize;
+use serde_json::json;
+use warp::http::{HeaderValue, StatusCode, header};
+use warp::reply::Response;
+
+/// One invalid field, in FastAPI's shape.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// Where the field is: `["body", "callback_url"]`, `["query", "limit"]`.
+    pub loc: Vec<String>,
+    pub msg: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+impl FieldError {
+    /// Returns an error about `field` of `place` (`body`, `query`, `path`).
+    pub fn new(place: &str, field: &str, msg: impl Into<String>, kind: &str) -> Self {
+        FieldError { loc: vec![place.to_string(), field.to_string()], msg: msg.into(), kind: kind.to_string() }
+    }
+}
+
+/// Every error a request can end with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No token, or a token that does not verify.
+    #[error("could not validate credentials")]
+    Unauthenticated,
+    /// The request is well-formed but cannot be honoured (wrong password, inactive user).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The caller may not touch this resource.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// Fields failed validation.
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    /// A dependency (the database) is down; the request may be retried.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an unexpected failure; details go to the log only.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// Returns the HTTP status of the error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Returns a validation error about one field.
+    pub fn field(place: &str, field: &str, msg: impl Into<String>, kind: &str) -> Self {
+        ApiError::Validation(vec![FieldError::new(place, field, msg, kind)])
+    }
+
+    /// Turns the error into its HTTP response.
+    pub fn into_response(self) -> Response {
+        let status = self.status();
+        let body = match &self {
+            ApiError::Unauthenticated => json!({ "detail": "Could not validate credentials" }),
+            ApiError::BadRequest(detail)
+            | ApiError::Forbidden(detail)
+            | ApiError::NotFound(detail)
+            | ApiError::Unavailable(detail) => json!({ "detail": detail }),
+            ApiError::Validation(errors) => json!({ "detail": errors }),
+            ApiError::Internal(message) => {
+                tracing::error!(error = %message, "request failed");
+                json!({ "detail": "Internal Server Error" })
+            }
+        };
+        let mut response = json_response(status, &body);
+        if let ApiError::Unauthenticated = self {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        match e {
+            sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_) => {
+                tracing::error!(error = %e, "database unavailable");
+                ApiError::Unavailable("Database unavailable".to_string())
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Returns a JSON response with `status`.
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
+    let mut response = Response::new(serde_json::to_vec(body).unwrap_or_default().into());
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_has_its_status() {
+        let cases = [
+            (ApiError::Unauthenticated, 401),
+            (ApiError::BadRequest("x".into()), 400),
+            (ApiError::Forbidden("x".into()), 403),
+            (ApiError::NotFound("x".into()), 404),
+            (ApiError::Validation(vec![]), 422),
+            (ApiError::Unavailable("x".into()), 503),
+            (ApiError::Internal("x".into()), 500),
+        ];
+        for (error, status) in cases {
+            assert_eq!(error.status().as_u16(), status, "{error:?}");
+            assert_eq!(error.into_response().status().as_u16(), status);
+        }
+    }
+
+    #[test]
+    fn unauthenticated_is_fastapis_answer() {
+        let response = ApiError::Unauthenticated.into_response();
+        assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    }
+}

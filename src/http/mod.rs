@@ -1,0 +1,145 @@
+//! The HTTP layer: warp filters that only route and extract, handing over to plain async handlers
+//! in [`api`], [`carrier`] and [`ops`]. Every answered request is counted and timed by its route
+//! template; unmatched requests get FastAPI-style JSON errors.
+
+pub mod api;
+pub mod carrier;
+pub mod ops;
+pub mod validate;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+use crate::App;
+use crate::error::{ApiError, json_response};
+use crate::telemetry;
+
+/// Largest request body accepted.
+const MAX_BODY_BYTES: u64 = 256 * 1024;
+
+/// Runs a handler, turns its error into a response, and records the request's metrics.
+async fn timed<Fut>(route: &'static str, method: &'static str, handler: Fut) -> Response
+where
+    Fut: Future<Output = Result<Response, ApiError>>,
+{
+    let started = Instant::now();
+    let response = handler.await.unwrap_or_else(ApiError::into_response);
+    telemetry::http_request(route, method, response.status().as_u16(), started.elapsed().as_secs_f64());
+    response
+}
+
+fn with_app(app: Arc<App>) -> impl Filter<Extract = (Arc<App>,), Error = Infallible> + Clone {
+    warp::any().map(move || app.clone())
+}
+
+fn authorization() -> impl Filter<Extract = (Option<String>,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization")
+}
+
+fn body() -> impl Filter<Extract = (bytes::Bytes,), Error = Rejection> + Clone {
+    warp::body::content_length_limit(MAX_BODY_BYTES).and(warp::body::bytes())
+}
+
+fn raw_query() -> impl Filter<Extract = (String,), Error = Infallible> + Clone {
+    warp::query::raw().or(warp::any().map(String::new)).unify()
+}
+
+/// Returns every route of the server.
+pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
+    let api = warp::path!("api" / "login")
+        .and(warp::post())
+        .and(with_app(app.clone()))
+        .and(body())
+        .then(|app, body| timed("/api/login", "POST", api::login(app, body)))
+        .or(warp::path!("api" / "calls" / "click2call")
+            .and(warp::post())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(body())
+            .then(|app, auth, body| timed("/api/calls/click2call", "POST", api::click2call(app, auth, body))))
+        .unify()
+        .or(warp::path!("api" / "calls" / "recent")
+            .and(warp::get())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(raw_query())
+            .then(|app, auth, query| timed("/api/calls/recent", "GET", api::recent(app, auth, query))))
+        .unify()
+        .or(warp::path!("api" / "calls" / String / "transcript")
+            .and(warp::get())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .then(|call_id, app, auth| timed("/api/calls/{call_id}/transcript", "GET", api::transcript(app, auth, call_id))))
+        .unify()
+        .boxed();
+
+    let carrier = warp::path!("providers" / "sandbox" / "status")
+        .and(warp::post())
+        .and(with_app(app.clone()))
+        .and(warp::header::optional::<String>(crate::carriers::sandbox::SIGNATURE_HEADER))
+        .and(body())
+        .then(|app, signature, body| timed("/providers/sandbox/status", "POST", carrier::sandbox_status(app, signature, body)))
+        .or(warp::path!("sandbox" / "v1" / "calls")
+            .and(warp::post())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(body())
+            .then(|app, auth, body| timed("/sandbox/v1/calls", "POST", carrier::sandbox_place_call(app, auth, body))))
+        .unify()
+        .or(warp::path!("sandbox" / "v1" / "recordings" / String)
+            .and(warp::get())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .then(|file, app, auth| timed("/sandbox/v1/recordings/{sid}", "GET", carrier::sandbox_recording(app, auth, file))))
+        .unify()
+        .or(warp::path!("recordings" / String)
+            .and(warp::get())
+            .and(with_app(app.clone()))
+            .and(raw_query())
+            .then(|call_id, app, query| timed("/recordings/{call_id}", "GET", carrier::recording(app, call_id, query))))
+        .unify()
+        .boxed();
+
+    let ops = warp::path!("health")
+        .and(warp::get())
+        .then(|| timed("/health", "GET", ops::health()))
+        .or(warp::path!("liveness").and(warp::get()).then(|| timed("/liveness", "GET", ops::liveness())))
+        .unify()
+        .or(warp::path!("readiness").and(warp::get()).and(with_app(app.clone())).then(|app| timed("/readiness", "GET", ops::readiness(app))))
+        .unify()
+        .or(warp::path!("version").and(warp::get()).then(|| timed("/version", "GET", ops::version())))
+        .unify()
+        .or(warp::path!("metrics").and(warp::get()).and(with_app(app)).then(|app| timed("/metrics", "GET", ops::metrics(app))))
+        .unify()
+        .boxed();
+
+    api.or(carrier).unify().or(ops).unify().recover(rejection).unify().boxed()
+}
+
+/// Answers requests no route took, in FastAPI's shape.
+async fn rejection(rejection: Rejection) -> Result<Response, Infallible> {
+    let (status, detail) = if rejection.is_not_found() {
+        (StatusCode::NOT_FOUND, "Not Found")
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        (StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        (StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")
+    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+        (StatusCode::LENGTH_REQUIRED, "Length Required")
+    } else if rejection.find::<warp::reject::InvalidHeader>().is_some() {
+        (StatusCode::BAD_REQUEST, "Invalid header")
+    } else {
+        tracing::debug!(rejection = ?rejection, "unhandled rejection");
+        (StatusCode::BAD_REQUEST, "Bad Request")
+    };
+    telemetry::http_request("unmatched", "ANY", status.as_u16(), 0.0);
+    Ok(json_response(status, &json!({ "detail": detail })))
+}

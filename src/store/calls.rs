@@ -1,0 +1,196 @@
+//! Queries over calls: creation, look-up, the filtered listing of `GET /api/calls/recent`, and the
+//! mapping between a call row and the actors' [`CallRecord`] / [`CallState`].
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use dialplane_actors::fsm::CallState;
+use dialplane_actors::{CallRecord, CallType};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+
+use super::entities::{call, transcript};
+
+/// Returns the call row of a new call in `state`.
+pub fn new_row(record: &CallRecord, callback_url: Option<String>, state: &CallState) -> call::Model {
+    let mut row = call::Model {
+        id: record.id.clone(),
+        workspace_id: record.workspace_id.clone(),
+        user_id: record.user_id.clone(),
+        call_type: record.call_type.as_api_str().to_string(),
+        status: String::new(),
+        reason: None,
+        customer_number: record.customer_number.clone(),
+        agent_number: record.agent_number.clone(),
+        did: record.did.clone(),
+        callback_url,
+        carrier: record.carrier.clone(),
+        provider_call_id: None,
+        transcript_enabled: record.transcript_enabled,
+        transcript_language: record.transcript_language.clone(),
+        transcript_status: String::new(),
+        recording_status: String::new(),
+        duration_s: None,
+        answer_duration_s: None,
+        agent_config: record.agent_config.to_string(),
+        state: String::new(),
+        is_live: true,
+        created_at: state.created_at,
+        updated_at: state.created_at,
+        ended_at: None,
+    };
+    apply_state(&mut row, state, state.created_at);
+    row
+}
+
+/// Copies a state machine state onto the searchable columns of its row.
+pub fn apply_state(row: &mut call::Model, state: &CallState, now: DateTime<Utc>) {
+    row.status = state.api_status().to_string();
+    row.reason = state.reason.clone();
+    row.provider_call_id = state.provider_call_id.clone();
+    row.transcript_status = state.transcript.as_str().to_string();
+    row.recording_status = state.recording.as_str().to_string();
+    row.duration_s = state.duration_s.map(|s| i32::try_from(s).unwrap_or(i32::MAX));
+    row.answer_duration_s = state.answer_duration_s.map(|s| i32::try_from(s).unwrap_or(i32::MAX));
+    row.state = serde_json::to_string(state).expect("call state serializes");
+    row.is_live = !state.is_finished();
+    row.updated_at = now;
+    row.ended_at = state.ended_at;
+}
+
+/// Returns the actors' view of a call row, with its state.
+pub fn record_of(row: &call::Model) -> Result<(CallRecord, CallState), DbErr> {
+    let call_type = CallType::from_api_str(&row.call_type)
+        .ok_or_else(|| DbErr::Custom(format!("call {} has unknown call_type {}", row.id, row.call_type)))?;
+    let state: CallState = serde_json::from_str(&row.state).map_err(|e| DbErr::Custom(format!("call {} state: {e}", row.id)))?;
+    let record = CallRecord {
+        id: row.id.clone(),
+        workspace_id: row.workspace_id.clone(),
+        user_id: row.user_id.clone(),
+        call_type,
+        customer_number: row.customer_number.clone(),
+        agent_number: row.agent_number.clone(),
+        did: row.did.clone(),
+        carrier: row.carrier.clone(),
+        transcript_enabled: row.transcript_enabled,
+        transcript_language: row.transcript_language.clone(),
+        agent_config: serde_json::from_str(&row.agent_config).unwrap_or_default(),
+    };
+    Ok((record, state))
+}
+
+/// Inserts a new call row.
+pub async fn insert(db: &impl ConnectionTrait, row: call::Model) -> Result<call::Model, DbErr> {
+    row.into_active_model().reset_all().insert(db).await
+}
+
+/// Returns a call by id.
+pub async fn find(db: &impl ConnectionTrait, id: &str) -> Result<Option<call::Model>, DbErr> {
+    call::Entity::find_by_id(id.to_string()).one(db).await
+}
+
+/// Returns a call's transcript.
+pub async fn find_transcript(db: &impl ConnectionTrait, call_id: &str) -> Result<Option<transcript::Model>, DbErr> {
+    transcript::Entity::find_by_id(call_id.to_string()).one(db).await
+}
+
+/// Returns the calls whose actors must run (not finished), oldest first.
+pub async fn unfinished(db: &impl ConnectionTrait) -> Result<Vec<call::Model>, DbErr> {
+    call::Entity::find().filter(call::Column::IsLive.eq(true)).order_by_asc(call::Column::CreatedAt).all(db).await
+}
+
+/// The filters of `GET /api/calls/recent`.
+#[derive(Clone, Debug, Default)]
+pub struct RecentFilter {
+    pub status: Option<String>,
+    pub call_type: Option<String>,
+    pub transcript_status: Option<String>,
+    pub customer_number: Option<String>,
+    pub agent_number: Option<String>,
+    pub did: Option<String>,
+    pub date_from: Option<DateTime<Utc>>,
+    pub date_to: Option<DateTime<Utc>>,
+}
+
+/// One page of a user's calls.
+pub struct RecentPage {
+    pub total: u64,
+    pub calls: Vec<(call::Model, Option<transcript::Model>)>,
+}
+
+/// Returns the user's calls matching `filter`, newest first, `limit` per page.
+pub async fn recent(
+    db: &impl ConnectionTrait,
+    workspace_id: &str,
+    user_id: &str,
+    filter: &RecentFilter,
+    limit: u64,
+    page: u64,
+) -> Result<RecentPage, DbErr> {
+    let mut condition = Condition::all().add(call::Column::WorkspaceId.eq(workspace_id)).add(call::Column::UserId.eq(user_id));
+    if let Some(status) = &filter.status {
+        condition = condition.add(call::Column::Status.eq(status.as_str()));
+    }
+    if let Some(call_type) = &filter.call_type {
+        condition = condition.add(call::Column::CallType.eq(call_type.as_str()));
+    }
+    if let Some(transcript_status) = &filter.transcript_status {
+        condition = condition.add(call::Column::TranscriptStatus.eq(transcript_status.as_str()));
+    }
+    for (column, needle) in [
+        (call::Column::CustomerNumber, &filter.customer_number),
+        (call::Column::AgentNumber, &filter.agent_number),
+        (call::Column::Did, &filter.did),
+    ] {
+        if let Some(needle) = needle {
+            condition = condition.add(contains_ignoring_case(column, needle));
+        }
+    }
+    if let Some(from) = filter.date_from {
+        condition = condition.add(call::Column::CreatedAt.gte(from));
+    }
+    if let Some(to) = filter.date_to {
+        condition = condition.add(call::Column::CreatedAt.lte(to));
+    }
+    let query = call::Entity::find().filter(condition);
+    let total = query.clone().count(db).await?;
+    let rows = query
+        .order_by_desc(call::Column::CreatedAt)
+        .order_by_desc(call::Column::Id)
+        .limit(limit)
+        .offset(limit.saturating_mul(page.saturating_sub(1)))
+        .all(db)
+        .await?;
+    let ready: Vec<String> = rows.iter().filter(|row| row.transcript_status == "ready").map(|row| row.id.clone()).collect();
+    let mut transcripts: HashMap<String, transcript::Model> = HashMap::new();
+    if !ready.is_empty() {
+        for t in transcript::Entity::find().filter(transcript::Column::CallId.is_in(ready)).all(db).await? {
+            transcripts.insert(t.call_id.clone(), t);
+        }
+    }
+    let calls = rows
+        .into_iter()
+        .map(|row| {
+            let transcript = transcripts.remove(&row.id);
+            (row, transcript)
+        })
+        .collect();
+    Ok(RecentPage { total, calls })
+}
+
+/// `lower(column) LIKE '%needle%'` with the needle's wildcards escaped, the same on SQLite and
+/// PostgreSQL.
+fn contains_ignoring_case(column: call::Column, needle: &str) -> sea_orm::sea_query::SimpleExpr {
+    let escaped: String = needle
+        .to_lowercase()
+        .chars()
+        .flat_map(|c| match c {
+            '%' | '_' | '\\' => vec!['\\', c],
+            other => vec![other],
+        })
+        .collect();
+    Expr::expr(Func::lower(Expr::col((call::Entity, column)))).like(LikeExpr::new(format!("%{escaped}%")).escape('\\'))
+}

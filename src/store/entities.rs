@@ -1,0 +1,215 @@
+//! sea-orm entities: one module per table of the `migration` crate. Rows only; the queries that use
+//! them live in the store services beside this file.
+
+/// Key/value settings the server keeps for itself (the generated JWT secret).
+pub mod setting {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "settings")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub key: String,
+        pub value: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Tenants. Every tenant-owned row carries a workspace id.
+pub mod workspace {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "workspaces")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub name: String,
+        /// `whsec_…` secret that signs this workspace's callbacks (Standard Webhooks).
+        pub signing_secret: String,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// People who log in.
+pub mod user {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "users")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub workspace_id: String,
+        #[sea_orm(unique)]
+        pub email: String,
+        /// argon2id PHC string.
+        pub password_hash: String,
+        pub role: String,
+        pub is_active: bool,
+        pub is_verified: bool,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Calls: the searchable columns plus the full state machine state as JSON.
+pub mod call {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "calls")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub workspace_id: String,
+        pub user_id: String,
+        pub call_type: String,
+        /// The API status (`queued`, `ringing`, `completed`, `busy`, …).
+        pub status: String,
+        pub reason: Option<String>,
+        pub customer_number: String,
+        pub agent_number: String,
+        pub did: Option<String>,
+        pub callback_url: Option<String>,
+        pub carrier: String,
+        pub provider_call_id: Option<String>,
+        pub transcript_enabled: bool,
+        pub transcript_language: Option<String>,
+        pub transcript_status: String,
+        pub recording_status: String,
+        pub duration_s: Option<i32>,
+        pub answer_duration_s: Option<i32>,
+        /// JSON object (voice-agent configuration of `AGT_` calls).
+        pub agent_config: String,
+        /// JSON of the actors crate's `CallState`.
+        pub state: String,
+        /// True until the call has ended and its post-call stages are settled (recovery looks here).
+        pub is_live: bool,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+        pub ended_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The append-only log of everything that happened to a call (carrier callbacks first of all).
+pub mod call_event {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "call_events")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        pub call_id: String,
+        pub workspace_id: String,
+        /// `carrier:sandbox`, `engine`, …
+        pub source: String,
+        pub kind: String,
+        pub payload: String,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Outgoing deliveries, written in the same transaction as the change that caused them.
+pub mod outbox {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "outbox")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        /// `msg_…`: the `webhook-id` header, stable across retries.
+        #[sea_orm(unique)]
+        pub message_id: String,
+        pub workspace_id: String,
+        pub call_id: Option<String>,
+        pub event_type: String,
+        pub target_url: String,
+        pub body: String,
+        /// `pending`, `delivered` or `failed`.
+        pub status: String,
+        pub attempts: i32,
+        pub next_attempt_at: DateTimeUtc,
+        pub last_status_code: Option<i32>,
+        pub last_error: Option<String>,
+        pub created_at: DateTimeUtc,
+        pub delivered_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Recordings Dialplane fetched from the carrier and keeps itself.
+pub mod recording {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "recordings")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub call_id: String,
+        pub workspace_id: String,
+        pub content_type: String,
+        pub bytes: Vec<u8>,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Transcripts with their analysis.
+pub mod transcript {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "transcripts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub call_id: String,
+        pub transcript_id: String,
+        pub workspace_id: String,
+        pub language: String,
+        pub summary: String,
+        pub call_outcome: String,
+        /// JSON array of turns.
+        pub history: String,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,0 +1,78 @@
+//! Storage on sea-orm: SQLite (WAL) embedded by default, PostgreSQL in production. Connecting runs
+//! the migrations. The modules beside this one are stateless query services over a connection:
+//! [`users`], [`calls`], [`outbox`], and [`call_store::SeaCallStore`], the actors' `CallStore` port.
+
+pub mod call_store;
+pub mod calls;
+pub mod entities;
+pub mod outbox;
+pub mod users;
+
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ActiveModelTrait, ConnectOptions, Database, DatabaseConnection, EntityTrait, Set, SqliteTransactionMode, TransactionOptions, TransactionTrait};
+
+use entities::setting;
+
+/// Opens the database at `url` and brings its schema up to date.
+pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
+    let db = open(url).await?;
+    Migrator::up(&db, None).await.map_err(|e| anyhow::anyhow!("DATABASE_URL: migrations failed: {e}"))?;
+    Ok(db)
+}
+
+/// Opens the database at `url` without migrating it.
+pub async fn open(url: &str) -> anyhow::Result<DatabaseConnection> {
+    let mut options = ConnectOptions::new(url.to_string());
+    options.sqlx_logging(false).acquire_timeout(Duration::from_secs(10));
+    if url.starts_with("sqlite:") {
+        // One writer at a time is SQLite's nature; WAL lets readers run beside it and the busy
+        // timeout makes writers queue instead of failing.
+        options.max_connections(8).min_connections(1).map_sqlx_sqlite_opts(|opts| {
+            opts.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+        });
+    } else {
+        options.max_connections(16).min_connections(1);
+    }
+    Database::connect(options).await.map_err(|e| anyhow::anyhow!("DATABASE_URL: cannot connect: {e}"))
+}
+
+/// Returns a stored setting.
+pub async fn get_setting(db: &DatabaseConnection, key: &str) -> Result<Option<String>, sea_orm::DbErr> {
+    Ok(setting::Entity::find_by_id(key.to_string()).one(db).await?.map(|row| row.value))
+}
+
+/// Stores a setting if it is not set yet, and returns the value that is stored.
+pub async fn get_or_init_setting(db: &DatabaseConnection, key: &str, init: impl FnOnce() -> String) -> Result<String, sea_orm::DbErr> {
+    if let Some(value) = get_setting(db, key).await? {
+        return Ok(value);
+    }
+    let value = init();
+    let row = setting::ActiveModel { key: Set(key.to_string()), value: Set(value.clone()) };
+    match row.insert(db).await {
+        Ok(_) => Ok(value),
+        // Another node initialised it first: take theirs.
+        Err(e) => get_setting(db, key).await?.ok_or(e),
+    }
+}
+
+/// Returns true when the database answers.
+pub async fn ping(db: &DatabaseConnection) -> bool {
+    db.ping().await.is_ok()
+}
+
+/// Begins a transaction that will write. On SQLite it takes the write lock at `BEGIN`
+/// (`BEGIN IMMEDIATE`), so a transaction that reads first cannot fail with `SQLITE_BUSY_SNAPSHOT`
+/// when it later writes; PostgreSQL ignores the option.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
+}

@@ -1,0 +1,87 @@
+//! Telemetry: structured logs (tracing) and Prometheus metrics. Every metric name lives here, with
+//! the `dialplane_` prefix, unit suffixes and `_total` on counters; they are described once at
+//! start-up. Nothing here ever sees a raw phone number or a token.
+
+use std::sync::OnceLock;
+
+use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const HTTP_REQUESTS_TOTAL: &str = "dialplane_http_requests_total";
+pub const HTTP_REQUEST_DURATION_SECONDS: &str = "dialplane_http_request_duration_seconds";
+pub const CALLS_CREATED_TOTAL: &str = "dialplane_calls_created_total";
+pub const CALLS_ENDED_TOTAL: &str = "dialplane_calls_ended_total";
+pub const LIVE_CALLS: &str = "dialplane_live_calls";
+pub const CARRIER_CALLBACKS_TOTAL: &str = "dialplane_carrier_callbacks_total";
+pub const CALLBACK_DELIVERIES_TOTAL: &str = "dialplane_callback_deliveries_total";
+
+static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder (once; later calls share it) and returns its handle.
+pub fn metrics_handle() -> PrometheusHandle {
+    PROMETHEUS
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(HTTP_REQUEST_DURATION_SECONDS.to_string()),
+                    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
+                )
+                .expect("buckets are not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!(HTTP_REQUESTS_TOTAL, "HTTP requests answered, by route template, method and status.");
+    describe_histogram!(HTTP_REQUEST_DURATION_SECONDS, Unit::Seconds, "HTTP request latency by route template.");
+    describe_counter!(CALLS_CREATED_TOTAL, "Calls created, by call type.");
+    describe_counter!(CALLS_ENDED_TOTAL, "Calls that reached a terminal state, by call type and outcome.");
+    describe_gauge!(LIVE_CALLS, "Calls currently live (dialing, ringing or in progress).");
+    describe_counter!(CARRIER_CALLBACKS_TOTAL, "Carrier callbacks received, by carrier and result.");
+    describe_counter!(CALLBACK_DELIVERIES_TOTAL, "Callback delivery attempts, by result.");
+}
+
+/// Records one answered HTTP request.
+pub fn http_request(route: &'static str, method: &str, status: u16, seconds: f64) {
+    counter!(HTTP_REQUESTS_TOTAL, "route" => route, "method" => method.to_string(), "status" => status.to_string()).increment(1);
+    histogram!(HTTP_REQUEST_DURATION_SECONDS, "route" => route, "method" => method.to_string()).record(seconds);
+}
+
+/// Records a created call.
+pub fn call_created(call_type: &'static str) {
+    counter!(CALLS_CREATED_TOTAL, "call_type" => call_type).increment(1);
+}
+
+/// Records a call's terminal event.
+pub fn call_ended(call_type: &'static str, outcome: &'static str) {
+    counter!(CALLS_ENDED_TOTAL, "call_type" => call_type, "outcome" => outcome).increment(1);
+}
+
+/// Records a carrier callback and what became of it (`applied`, `unknown_call`, `bad_signature`, …).
+pub fn carrier_callback(carrier: &'static str, result: &'static str) {
+    counter!(CARRIER_CALLBACKS_TOTAL, "carrier" => carrier, "result" => result).increment(1);
+}
+
+/// Records a callback delivery attempt (`delivered`, `retrying`, `failed`).
+pub fn callback_delivery(result: &'static str) {
+    counter!(CALLBACK_DELIVERIES_TOTAL, "result" => result).increment(1);
+}
+
+/// Sets the live calls gauge.
+pub fn set_live_calls(count: u64) {
+    gauge!(LIVE_CALLS).set(count as f64);
+}
+
+/// Starts structured logging to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,sea_orm=warn,hyper=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
