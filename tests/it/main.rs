@@ -1,1 +1,10 @@
+//! Dialplane's one integration-test binary: the whole server on `127.0.0.1:0` with real HTTP to the
+//! sandbox carrier and to a webhook receiver, on SQLite, or on PostgreSQL and Redis when
+//! `TEST_DATABASE_URL` and `TEST_REDIS_URL` are set (CI sets both).
 
+mod api_errors;
+mod callbacks;
+mod ops;
+mod recent;
+mod seed_flow;
+mod support;

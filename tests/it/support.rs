@@ -1,0 +1,299 @@
+//! Test support: a [`TestServer`] running the whole engine on `127.0.0.1:0` (its own SQLite file,
+//! or its own PostgreSQL database and Redis key prefix when `TEST_DATABASE_URL` / `TEST_REDIS_URL`
+//! are set), a [`WebhookReceiver`] that records callbacks and can be told to fail, and helpers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use dialplane::config::Config;
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use warp::Filter;
+
+pub const EMAIL: &str = "user@example.com";
+pub const PASSWORD: &str = "your_password";
+
+/// How long a test waits for something asynchronous before failing.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Options of a test server.
+pub struct ServerOptions {
+    pub allow_private_callbacks: bool,
+    pub sandbox_time_scale: f64,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions { allow_private_callbacks: true, sandbox_time_scale: 0.0 }
+    }
+}
+
+/// The whole engine, serving on an ephemeral port.
+pub struct TestServer {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub db: DatabaseConnection,
+    pub redis: Option<(String, String)>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// Returns a database URL of a fresh database: a SQLite file in `dir`, or a new PostgreSQL
+/// database next to `TEST_DATABASE_URL`.
+async fn fresh_database(dir: &tempfile::TempDir) -> String {
+    match std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+        None => format!("sqlite://{}?mode=rwc", dir.path().join("dialplane.db").display()),
+        Some(admin_url) => {
+            let name = format!("dp_test_{}", dialplane::ids::random_lower_alphanumeric(12));
+            let admin = dialplane::store::open(&admin_url).await.expect("TEST_DATABASE_URL reachable");
+            admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+            admin.close().await.ok();
+            let mut url = url::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a URL");
+            url.set_path(&format!("/{name}"));
+            url.to_string()
+        }
+    }
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        TestServer::start_with(ServerOptions::default()).await
+    }
+
+    pub async fn start_with(options: ServerOptions) -> TestServer {
+        dialplane::install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let database_url = fresh_database(&dir).await;
+        let redis = std::env::var("TEST_REDIS_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .map(|url| (url, format!("dp_test_{}", dialplane::ids::random_lower_alphanumeric(12))));
+        let mut values: HashMap<String, String> = [
+            ("DATABASE_URL", database_url.as_str()),
+            ("DIALPLANE_ADMIN_EMAIL", EMAIL),
+            ("DIALPLANE_ADMIN_PASSWORD", PASSWORD),
+            ("DIALPLANE_JWT_SECRET", "test-secret-test-secret-test-secret-0123"),
+            ("DIALPLANE_DELIVERY_BACKOFF_SCALE", "0.001"),
+            ("DIALPLANE_WATCHDOG_INTERVAL_MS", "50"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        values.insert("DIALPLANE_SANDBOX_TIME_SCALE".into(), options.sandbox_time_scale.to_string());
+        values.insert("DIALPLANE_ALLOW_PRIVATE_CALLBACKS".into(), options.allow_private_callbacks.to_string());
+        if let Some((url, prefix)) = &redis {
+            values.insert("REDIS_URL".into(), url.clone());
+            values.insert("DIALPLANE_REDIS_PREFIX".into(), prefix.clone());
+        }
+        let config = Config::from_values(&values).expect("test config is valid");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(dialplane::run(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        // Ready once the server answers (migrations and bootstrap run before it serves).
+        let started = tokio::time::Instant::now();
+        loop {
+            if let Ok(r) = http.get(format!("{base}/health")).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            assert!(!task.is_finished(), "server stopped during start-up");
+            assert!(started.elapsed() < PATIENCE, "server did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let db = dialplane::store::open(&database_url).await.unwrap();
+        TestServer { base, http, db, redis, shutdown: Some(shutdown), task: Some(task), _dir: dir }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Logs in and returns the access token.
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let response = self.post_json("/api/login", None, &json!({ "email": email, "password": password })).await;
+        assert_eq!(response.0, 200, "login failed: {}", response.1);
+        response.1["data"]["access_token"].as_str().unwrap().to_string()
+    }
+
+    pub async fn token(&self) -> String {
+        self.login(EMAIL, PASSWORD).await
+    }
+
+    /// POSTs JSON; returns the status and the JSON body.
+    pub async fn post_json(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+        self.post_raw(path, token, body.to_string()).await
+    }
+
+    pub async fn post_raw(&self, path: &str, token: Option<&str>, body: String) -> (u16, Value) {
+        let mut request = self.http.post(self.url(path)).header("content-type", "application/json").body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GETs JSON; returns the status and the JSON body.
+    pub async fn get_json(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut request = self.http.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Creates a click2call and returns its call id.
+    pub async fn click2call(&self, token: &str, body: Value) -> String {
+        let (status, response) = self.post_json("/api/calls/click2call", Some(token), &body).await;
+        assert_eq!(status, 200, "click2call failed: {response}");
+        response["data"]["call_id"].as_str().unwrap().to_string()
+    }
+
+    /// Waits until the call's transcript endpoint shows a settled call (ended, stages done).
+    pub async fn wait_until_settled(&self, token: &str, call_id: &str) -> Value {
+        let started = tokio::time::Instant::now();
+        loop {
+            let (_, body) = self.get_json(&format!("/api/calls/recent?limit=200"), Some(token)).await;
+            let call = body["data"]["calls"].as_array().and_then(|calls| calls.iter().find(|c| c["call_id"] == call_id).cloned());
+            if let Some(call) = call {
+                let transcript = call["transcript_status"].as_str().unwrap_or_default();
+                if matches!(transcript, "ready" | "failed" | "disabled") && call["duration"].is_string() {
+                    return call;
+                }
+            }
+            assert!(started.elapsed() < PATIENCE, "call {call_id} did not settle");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Returns the signing secret of a user's workspace.
+    pub async fn signing_secret(&self, email: &str) -> String {
+        let user = dialplane::store::users::find_by_email(&self.db, email).await.unwrap().unwrap();
+        dialplane::store::users::find_workspace(&self.db, &user.workspace_id).await.unwrap().unwrap().signing_secret
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let result = tokio::time::timeout(PATIENCE, task).await.expect("server stopped in time").unwrap();
+            result.expect("server ran without error");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// One request the receiver got.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub headers: HashMap<String, String>,
+    pub raw: Bytes,
+    pub body: Value,
+    /// What the receiver answered.
+    pub status: u16,
+}
+
+/// A webhook receiver on an ephemeral port that records every request.
+pub struct WebhookReceiver {
+    pub url: String,
+    received: Arc<Mutex<Vec<Delivery>>>,
+    fail_first: Arc<AtomicUsize>,
+    _shutdown: oneshot::Sender<()>,
+}
+
+impl WebhookReceiver {
+    pub async fn start() -> WebhookReceiver {
+        let received: Arc<Mutex<Vec<Delivery>>> = Arc::default();
+        let fail_first = Arc::new(AtomicUsize::new(0));
+        let (r, f) = (received.clone(), fail_first.clone());
+        let route = warp::post().and(warp::header::headers_cloned()).and(warp::body::bytes()).map(
+            move |headers: warp::http::HeaderMap, raw: Bytes| {
+                let fail = f.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+                let status = if fail { 500 } else { 200 };
+                let headers = headers.iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string())).collect();
+                let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+                r.lock().unwrap().push(Delivery { headers, raw, body, status });
+                warp::reply::with_status("ok", warp::http::StatusCode::from_u16(status).unwrap())
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/webhooks/indus/click2call", listener.local_addr().unwrap());
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        tokio::spawn(
+            warp::serve(route)
+                .incoming(listener)
+                .graceful(async move {
+                    let _ = stopped.await;
+                })
+                .run(),
+        );
+        WebhookReceiver { url, received, fail_first, _shutdown: shutdown }
+    }
+
+    /// Makes the next `n` requests fail with 500.
+    pub fn fail_next(&self, n: usize) {
+        self.fail_first.store(n, Ordering::SeqCst);
+    }
+
+    /// Returns every request received so far.
+    pub fn all(&self) -> Vec<Delivery> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Returns the accepted (2xx) deliveries about a call.
+    pub fn accepted_for(&self, call_id: &str) -> Vec<Delivery> {
+        self.all().into_iter().filter(|d| d.status == 200 && d.body["data"]["call_id"] == call_id).collect()
+    }
+
+    /// Waits until `n` deliveries about a call were accepted and returns them in arrival order.
+    pub async fn wait_for(&self, call_id: &str, n: usize) -> Vec<Delivery> {
+        let started = tokio::time::Instant::now();
+        loop {
+            let got = self.accepted_for(call_id);
+            if got.len() >= n {
+                return got;
+            }
+            assert!(started.elapsed() < PATIENCE, "expected {n} callbacks for {call_id}, got {}: {:?}", got.len(), got.iter().map(|d| &d.body["event"]).collect::<Vec<_>>());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Returns the events of deliveries, in order.
+pub fn events(deliveries: &[Delivery]) -> Vec<String> {
+    deliveries.iter().map(|d| d.body["event"].as_str().unwrap_or_default().to_string()).collect()
+}
+
+/// Returns the seed's click2call request with `customer_number` and `callback_url`.
+pub fn seed_request(customer_number: &str, callback_url: &str) -> Value {
+    json!({
+        "customer_number": customer_number,
+        "agent_number": "918888888888",
+        "did": "919484956750",
+        "callback_url": callback_url,
+        "transcript": true,
+        "transcript_language": "hi"
+    })
+}
