@@ -76,7 +76,10 @@ impl Authenticator {
 
     /// Issues an access and a refresh token for `user`.
     pub fn issue(&self, user: &user::Model) -> anyhow::Result<TokenPair> {
-        Ok(TokenPair { access_token: self.token(user, "access", ACCESS_TTL_S)?, refresh_token: self.token(user, "refresh", REFRESH_TTL_S)? })
+        Ok(TokenPair {
+            access_token: self.token(user, "access", ACCESS_TTL_S)?,
+            refresh_token: self.token(user, "refresh", REFRESH_TTL_S)?,
+        })
     }
 
     fn token(&self, user: &user::Model, typ: &str, ttl_s: i64) -> anyhow::Result<String> {
@@ -104,7 +107,11 @@ impl Authenticator {
     ///
     /// A missing, malformed, expired or foreign token, or one whose user is gone, is
     /// `Unauthenticated`; an inactive user is a 400 as in seed 000.
-    pub async fn authenticate(&self, db: &DatabaseConnection, authorization: Option<&str>) -> Result<user::Model, ApiError> {
+    pub async fn authenticate(
+        &self,
+        db: &DatabaseConnection,
+        authorization: Option<&str>,
+    ) -> Result<user::Model, ApiError> {
         let token = authorization
             .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
             .map(str::trim)

@@ -57,7 +57,12 @@ fn history(transcript: &transcript::Model) -> Value {
 }
 
 /// Returns the compact `data` object with masked numbers.
-pub fn compact(call: &call::Model, transcript: Option<&transcript::Model>, signer: &RecordingUrlSigner, now: DateTime<Utc>) -> Value {
+pub fn compact(
+    call: &call::Model,
+    transcript: Option<&transcript::Model>,
+    signer: &RecordingUrlSigner,
+    now: DateTime<Utc>,
+) -> Value {
     let mut data = json!({
         "call_id": call.id,
         "transcript_status": call.transcript_status,
@@ -71,7 +76,9 @@ pub fn compact(call: &call::Model, transcript: Option<&transcript::Model>, signe
         },
     });
     if call.transcript_status == "failed" {
-        let error = state_of(call).and_then(|state| state.transcript_error).unwrap_or_else(|| "Transcript processing failed".to_string());
+        let error = state_of(call)
+            .and_then(|state| state.transcript_error)
+            .unwrap_or_else(|| "Transcript processing failed".to_string());
         data["error"] = json!(error);
     }
     data
@@ -129,7 +136,12 @@ pub fn callback_body(
 }
 
 /// Returns one item of `GET /api/calls/recent` (numbers unmasked: they are the caller's own).
-pub fn recent_item(call: &call::Model, transcript: Option<&transcript::Model>, signer: &RecordingUrlSigner, now: DateTime<Utc>) -> Value {
+pub fn recent_item(
+    call: &call::Model,
+    transcript: Option<&transcript::Model>,
+    signer: &RecordingUrlSigner,
+    now: DateTime<Utc>,
+) -> Value {
     let recording = recording_field(call, signer, now);
     json!({
         "call_id": call.id,

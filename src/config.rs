@@ -113,10 +113,10 @@ impl Config {
         }
 
         let redis_url = get("REDIS_URL").map(str::to_string);
-        if let Some(url) = &redis_url {
-            if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://")) {
-                return Err(ConfigError::new("REDIS_URL", "expected a redis://… URL"));
-            }
+        if let Some(url) = &redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://"))
+        {
+            return Err(ConfigError::new("REDIS_URL", "expected a redis://… URL"));
         }
         let redis_prefix = get("DIALPLANE_REDIS_PREFIX").unwrap_or("dialplane").to_string();
         if !redis_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "_-:.".contains(c)) {
@@ -159,7 +159,8 @@ impl Config {
             }
         };
 
-        let sandbox_time_scale = non_negative(get("DIALPLANE_SANDBOX_TIME_SCALE"), "DIALPLANE_SANDBOX_TIME_SCALE", 1.0)?;
+        let sandbox_time_scale =
+            non_negative(get("DIALPLANE_SANDBOX_TIME_SCALE"), "DIALPLANE_SANDBOX_TIME_SCALE", 1.0)?;
         let delivery_backoff_scale =
             non_negative(get("DIALPLANE_DELIVERY_BACKOFF_SCALE"), "DIALPLANE_DELIVERY_BACKOFF_SCALE", 1.0)?;
         let allow_private_callbacks = match get("DIALPLANE_ALLOW_PRIVATE_CALLBACKS") {
@@ -194,8 +195,8 @@ impl Config {
 fn read_file(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new("--config", format!("cannot read {}: {e}", path.display())))?;
-    let table: toml::Table =
-        toml::from_str(&text).map_err(|e| ConfigError::new("--config", format!("{} is not valid TOML: {e}", path.display())))?;
+    let table: toml::Table = toml::from_str(&text)
+        .map_err(|e| ConfigError::new("--config", format!("{} is not valid TOML: {e}", path.display())))?;
     let mut values = HashMap::new();
     for (key, value) in table {
         if !KEYS.contains(&key.as_str()) {

@@ -14,7 +14,8 @@ use redis::aio::ConnectionManager;
 
 /// Returns the scopes a call is counted in.
 pub fn scopes_of(call: &CallRecord) -> Vec<String> {
-    let mut scopes = vec!["all".to_string(), format!("workspace:{}", call.workspace_id), format!("carrier:{}", call.carrier)];
+    let mut scopes =
+        vec!["all".to_string(), format!("workspace:{}", call.workspace_id), format!("carrier:{}", call.carrier)];
     if let Some(did) = &call.did {
         scopes.push(format!("caller_id:{did}"));
     }
@@ -65,7 +66,8 @@ impl RedisCounters {
     /// Connects to Redis at `url`; fails if it cannot be reached.
     pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<Self> {
         let client = redis::Client::open(url).map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
-        let connection = ConnectionManager::new(client).await.map_err(|e| anyhow::anyhow!("REDIS_URL: cannot connect: {e}"))?;
+        let connection =
+            ConnectionManager::new(client).await.map_err(|e| anyhow::anyhow!("REDIS_URL: cannot connect: {e}"))?;
         Ok(RedisCounters { connection, prefix: prefix.to_string() })
     }
 
@@ -100,7 +102,11 @@ impl LiveCounters for RedisCounters {
 
     async fn live_calls(&self, scope: &str) -> Result<u64, CounterError> {
         let mut connection = self.connection.clone();
-        redis::cmd("SCARD").arg(self.key(scope)).query_async(&mut connection).await.map_err(|e| CounterError(e.to_string()))
+        redis::cmd("SCARD")
+            .arg(self.key(scope))
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| CounterError(e.to_string()))
     }
 }
 

@@ -51,7 +51,12 @@ pub struct DeliveryWorker {
 
 impl DeliveryWorker {
     /// Builds the worker.
-    pub fn new(db: DatabaseConnection, outbox_ready: Arc<Notify>, backoff_scale: f64, allow_private: bool) -> anyhow::Result<Self> {
+    pub fn new(
+        db: DatabaseConnection,
+        outbox_ready: Arc<Notify>,
+        backoff_scale: f64,
+        allow_private: bool,
+    ) -> anyhow::Result<Self> {
         let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
             .redirect(reqwest::redirect::Policy::none())
@@ -143,16 +148,17 @@ impl DeliveryWorker {
 
     async fn send(&self, row: &outbox_row::Model, attempts: i32) -> AttemptResult {
         let failed_attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
-        let retry_or_fail = |status_code: Option<u16>, error: String, at_least: Option<Duration>| {
-            match retry_delay(failed_attempts, self.backoff_scale) {
-                Some(delay) => {
-                    let jitter = rand::rng().random_range(0.9..1.1);
-                    let delay = delay.mul_f64(jitter).max(at_least.unwrap_or_default());
-                    let next_attempt_at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-                    AttemptResult::Retry { status_code, error, next_attempt_at }
-                }
-                None => AttemptResult::Failed { status_code, error },
+        let retry_or_fail = |status_code: Option<u16>, error: String, at_least: Option<Duration>| match retry_delay(
+            failed_attempts,
+            self.backoff_scale,
+        ) {
+            Some(delay) => {
+                let jitter = rand::rng().random_range(0.9..1.1);
+                let delay = delay.mul_f64(jitter).max(at_least.unwrap_or_default());
+                let next_attempt_at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                AttemptResult::Retry { status_code, error, next_attempt_at }
             }
+            None => AttemptResult::Failed { status_code, error },
         };
         if let Err(refusal) = netguard::check_callback_url(&row.target_url, self.allow_private) {
             return AttemptResult::Failed { status_code: None, error: refusal.to_string() };
@@ -183,9 +189,16 @@ impl DeliveryWorker {
                 }
                 let aborted = response.headers().get("webhook-delivery").is_some_and(|v| v == "abort-message");
                 if status.as_u16() == 410 || aborted {
-                    return AttemptResult::Failed { status_code: Some(status.as_u16()), error: format!("receiver answered {status}; not retried") };
+                    return AttemptResult::Failed {
+                        status_code: Some(status.as_u16()),
+                        error: format!("receiver answered {status}; not retried"),
+                    };
                 }
-                retry_or_fail(Some(status.as_u16()), format!("receiver answered {status}"), retry_after(response.headers()))
+                retry_or_fail(
+                    Some(status.as_u16()),
+                    format!("receiver answered {status}"),
+                    retry_after(response.headers()),
+                )
             }
             Err(e) => {
                 let error = if e.is_timeout() { "timed out".to_string() } else { e.without_url().to_string() };

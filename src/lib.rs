@@ -102,13 +102,19 @@ async fn bootstrap_admin(db: &DatabaseConnection, config: &Config) -> anyhow::Re
         let password = ids::random_alphanumeric(20);
         let hash = auth::hash_password(&password)?;
         store::users::create(db, "admin@localhost", &hash, "superuser").await?;
-        println!("created superuser admin@localhost with password {password} (shown once; change it or set DIALPLANE_ADMIN_*)");
+        println!(
+            "created superuser admin@localhost with password {password} (shown once; change it or set DIALPLANE_ADMIN_*)"
+        );
     }
     Ok(())
 }
 
 /// Starts Dialplane on `listener` and serves until `shutdown` resolves.
-pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     install_crypto_provider();
     let metrics = telemetry::metrics_handle();
     let addr = listener.local_addr()?;
@@ -130,7 +136,12 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     let store = Arc::new(SeaCallStore::new(db.clone(), signer.clone(), outbox_ready.clone()));
     let sandbox_callback_key = derive_key(&master, "sandbox-callbacks");
     let sandbox_api_key = hex::encode(derive_key(&master, "sandbox-api"));
-    let sandbox = Arc::new(SandboxNetwork::new(sandbox_callback_key.clone(), sandbox_api_key.clone(), config.sandbox_time_scale, &public_url)?);
+    let sandbox = Arc::new(SandboxNetwork::new(
+        sandbox_callback_key.clone(),
+        sandbox_api_key.clone(),
+        config.sandbox_time_scale,
+        &public_url,
+    )?);
     let registry = Arc::new(CallRegistry::default());
     let deps = Arc::new(CallDeps {
         carrier: Arc::new(SandboxCarrier::new(&public_url, sandbox_api_key)?),
@@ -143,7 +154,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         watchdog_interval: Duration::from_millis(config.watchdog_interval_ms),
         stage_attempts: 5,
     });
-    let (root, calls) = RootSupervisor::start(deps).await.map_err(|e| anyhow::anyhow!("actor system did not start: {e}"))?;
+    let (root, calls) =
+        RootSupervisor::start(deps).await.map_err(|e| anyhow::anyhow!("actor system did not start: {e}"))?;
 
     let dummy_password_hash = auth::hash_password(&ids::random_alphanumeric(16))?;
     let app = Arc::new(App {
@@ -177,7 +189,12 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     }
 
     let (stop_delivery, delivery_stopped) = watch::channel(false);
-    let worker = Arc::new(delivery::DeliveryWorker::new(db.clone(), outbox_ready, config.delivery_backoff_scale, config.allow_private_callbacks)?);
+    let worker = Arc::new(delivery::DeliveryWorker::new(
+        db.clone(),
+        outbox_ready,
+        config.delivery_backoff_scale,
+        config.allow_private_callbacks,
+    )?);
     let delivery = tokio::spawn(worker.run(delivery_stopped));
 
     info!(listen = %addr, public_url = %public_url, database = if config.database_url.starts_with("sqlite") { "sqlite" } else { "postgres" }, "dialplane listening");

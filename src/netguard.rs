@@ -62,7 +62,10 @@ pub fn check_callback_url(raw: &str, allow_private: bool) -> Result<url::Url, Ur
         Some(url::Host::Ipv6(ip)) => !is_public_ip(IpAddr::V6(ip)),
         Some(url::Host::Domain(domain)) => {
             let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-            domain == "localhost" || domain.ends_with(".localhost") || domain.ends_with(".internal") || domain.ends_with(".local")
+            domain == "localhost"
+                || domain.ends_with(".localhost")
+                || domain.ends_with(".internal")
+                || domain.ends_with(".local")
         }
         None => true,
     };

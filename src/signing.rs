@@ -53,13 +53,21 @@ pub struct RecordingUrlSigner {
 impl RecordingUrlSigner {
     /// Builds a signer for URLs under `base_url` (the public URL of this server).
     pub fn new(key: Vec<u8>, base_url: &str) -> Self {
-        RecordingUrlSigner { key, base_url: base_url.trim_end_matches('/').to_string(), ttl: chrono::Duration::hours(24) }
+        RecordingUrlSigner {
+            key,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            ttl: chrono::Duration::hours(24),
+        }
     }
 
     /// Returns a signed URL for a call's recording, valid for [`Self::ttl`] from `now`.
     pub fn sign(&self, call_id: &str, now: DateTime<Utc>) -> String {
         let expires = (now + self.ttl).timestamp();
-        format!("{}/recordings/{call_id}?expires={expires}&signature={}", self.base_url, self.signature(call_id, expires))
+        format!(
+            "{}/recordings/{call_id}?expires={expires}&signature={}",
+            self.base_url,
+            self.signature(call_id, expires)
+        )
     }
 
     fn signature(&self, call_id: &str, expires: i64) -> String {
@@ -69,7 +77,8 @@ impl RecordingUrlSigner {
     /// Returns true when `signature` was made by [`Self::sign`] for this call and has not expired.
     pub fn verify(&self, call_id: &str, expires: i64, signature: &str, now: DateTime<Utc>) -> bool {
         let Ok(signature) = hex::decode(signature) else { return false };
-        now.timestamp() <= expires && verify_hmac_sha256(&self.key, format!("{call_id}:{expires}").as_bytes(), &signature)
+        now.timestamp() <= expires
+            && verify_hmac_sha256(&self.key, format!("{call_id}:{expires}").as_bytes(), &signature)
     }
 }
 

@@ -50,7 +50,8 @@ fn describe() {
 
 /// Records one answered HTTP request.
 pub fn http_request(route: &'static str, method: &str, status: u16, seconds: f64) {
-    counter!(HTTP_REQUESTS_TOTAL, "route" => route, "method" => method.to_string(), "status" => status.to_string()).increment(1);
+    counter!(HTTP_REQUESTS_TOTAL, "route" => route, "method" => method.to_string(), "status" => status.to_string())
+        .increment(1);
     histogram!(HTTP_REQUEST_DURATION_SECONDS, "route" => route, "method" => method.to_string()).record(seconds);
 }
 

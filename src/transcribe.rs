@@ -10,7 +10,8 @@ use dialplane_actors::ports::{Recording, Transcriber, Transcript, TranscriptionE
 use crate::carriers::sandbox_network::read_script;
 
 /// The error text a 401 from the speech-to-text provider leaves on a transcript.
-pub const SANDBOX_UNAUTHORIZED: &str = "Client error '401 Unauthorized' for url 'https://stt.sandbox.dialplane.invalid/v1/audio/transcribe/diarize'";
+pub const SANDBOX_UNAUTHORIZED: &str =
+    "Client error '401 Unauthorized' for url 'https://stt.sandbox.dialplane.invalid/v1/audio/transcribe/diarize'";
 
 /// Deterministic transcripts of sandbox recordings.
 #[derive(Default)]
@@ -19,8 +20,10 @@ pub struct SandboxTranscriber;
 #[async_trait]
 impl Transcriber for SandboxTranscriber {
     async fn transcribe(&self, call: &CallRecord, recording: &Recording) -> Result<Transcript, TranscriptionError> {
-        let script = read_script(&recording.bytes)
-            .ok_or_else(|| TranscriptionError { message: "unsupported audio: not a sandbox recording".to_string(), retryable: false })?;
+        let script = read_script(&recording.bytes).ok_or_else(|| TranscriptionError {
+            message: "unsupported audio: not a sandbox recording".to_string(),
+            retryable: false,
+        })?;
         if script["stt"] == "unauthorized" {
             return Err(TranscriptionError { message: SANDBOX_UNAUTHORIZED.to_string(), retryable: false });
         }
@@ -36,7 +39,11 @@ impl Transcriber for SandboxTranscriber {
         let history = lines
             .iter()
             .enumerate()
-            .map(|(i, (role, text))| Turn { role: role.to_string(), text: text.to_string(), start_s: talk_s * i as f32 / lines.len() as f32 })
+            .map(|(i, (role, text))| Turn {
+                role: role.to_string(),
+                text: text.to_string(),
+                start_s: talk_s * i as f32 / lines.len() as f32,
+            })
             .collect();
         let (summary, call_outcome) = if interested {
             ("The agent introduced the new plan and the customer asked for the details.", "Interested")

@@ -73,11 +73,20 @@ impl Actor for CallSupervisor {
     type State = CallSupervisorState;
     type Arguments = Arc<CallDeps>;
 
-    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, deps: Arc<CallDeps>) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        deps: Arc<CallDeps>,
+    ) -> Result<Self::State, ActorProcessingErr> {
         Ok(CallSupervisorState { deps, children: HashMap::new() })
     }
 
-    async fn handle(&self, myself: ActorRef<Self::Msg>, message: Self::Msg, s: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        s: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match message {
             CallSupervisorMessage::Start { record, state } => {
                 let call_id = record.id.clone();
@@ -96,15 +105,20 @@ impl Actor for CallSupervisor {
         Ok(())
     }
 
-    async fn handle_supervisor_evt(&self, _myself: ActorRef<Self::Msg>, event: SupervisionEvent, s: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        s: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match event {
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                if let Some(call_id) = s.children.remove(&cell.get_id()) {
-                    if reason.as_deref() != Some("finished") {
-                        warn!(call.id = %call_id, reason = ?reason, "call actor stopped before its call finished");
-                        s.deps.registry.remove(&call_id);
-                        end_lost_call(s.deps.clone(), call_id, "engine_error");
-                    }
+                if let Some(call_id) = s.children.remove(&cell.get_id())
+                    && reason.as_deref() != Some("finished")
+                {
+                    warn!(call.id = %call_id, reason = ?reason, "call actor stopped before its call finished");
+                    s.deps.registry.remove(&call_id);
+                    end_lost_call(s.deps.clone(), call_id, "engine_error");
                 }
             }
             SupervisionEvent::ActorFailed(cell, err) => {
@@ -195,7 +209,11 @@ impl Actor for RootSupervisor {
     type State = RootState;
     type Arguments = (Arc<CallDeps>, Arc<CallSupervisorHandle>);
 
-    async fn pre_start(&self, myself: ActorRef<()>, (deps, handle): Self::Arguments) -> Result<RootState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<()>,
+        (deps, handle): Self::Arguments,
+    ) -> Result<RootState, ActorProcessingErr> {
         let mut state = RootState { deps, handle, call_supervisor: None };
         RootSupervisor::start_call_supervisor(&myself, &mut state).await?;
         Ok(state)
@@ -206,9 +224,16 @@ impl Actor for RootSupervisor {
         Ok(())
     }
 
-    async fn handle_supervisor_evt(&self, myself: ActorRef<()>, event: SupervisionEvent, s: &mut RootState) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<()>,
+        event: SupervisionEvent,
+        s: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
         let dead = match &event {
-            SupervisionEvent::ActorTerminated(cell, ..) | SupervisionEvent::ActorFailed(cell, ..) => Some(cell.get_id()),
+            SupervisionEvent::ActorTerminated(cell, ..) | SupervisionEvent::ActorFailed(cell, ..) => {
+                Some(cell.get_id())
+            }
             _ => None,
         };
         if dead.is_some() && dead == s.call_supervisor.as_ref().map(|cell| cell.get_id()) {

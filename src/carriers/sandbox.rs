@@ -61,7 +61,11 @@ pub enum CallbackError {
 }
 
 /// Verifies and parses a status callback into the call id and the update it carries.
-pub fn parse_status_callback(key: &[u8], body: &[u8], signature: Option<&str>) -> Result<(StatusCallback, CarrierUpdate), CallbackError> {
+pub fn parse_status_callback(
+    key: &[u8],
+    body: &[u8],
+    signature: Option<&str>,
+) -> Result<(StatusCallback, CarrierUpdate), CallbackError> {
     let signature = signature.and_then(|s| hex::decode(s.trim()).ok()).ok_or(CallbackError::BadSignature)?;
     if !signing::verify_hmac_sha256(key, body, &signature) {
         return Err(CallbackError::BadSignature);
@@ -174,8 +178,12 @@ impl Carrier for SandboxCarrier {
         if !status.is_success() {
             return Err(CarrierError::Rejected(format!("sandbox answered {status}")));
         }
-        let content_type =
-            response.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("audio/wav").to_string();
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("audio/wav")
+            .to_string();
         let bytes = response.bytes().await.map_err(|e| CarrierError::Unavailable(e.without_url().to_string()))?;
         Ok(Recording { content_type, bytes: bytes.to_vec() })
     }
@@ -196,9 +204,15 @@ mod tests {
         assert_eq!(callback.reference, "call_x");
         assert_eq!(update.leg, Leg::Agent);
         assert_eq!(update.status, LegStatus::Ringing);
-        assert_eq!(parse_status_callback(b"k", body.as_bytes(), Some(&signed(b"other", body))).unwrap_err(), CallbackError::BadSignature);
+        assert_eq!(
+            parse_status_callback(b"k", body.as_bytes(), Some(&signed(b"other", body))).unwrap_err(),
+            CallbackError::BadSignature
+        );
         assert_eq!(parse_status_callback(b"k", body.as_bytes(), None).unwrap_err(), CallbackError::BadSignature);
         let odd = body.replace("ringing", "exploded");
-        assert!(matches!(parse_status_callback(b"k", odd.as_bytes(), Some(&signed(b"k", &odd))), Err(CallbackError::Malformed(_))));
+        assert!(matches!(
+            parse_status_callback(b"k", odd.as_bytes(), Some(&signed(b"k", &odd))),
+            Err(CallbackError::Malformed(_))
+        ));
     }
 }

@@ -30,12 +30,16 @@ use crate::{ids, signing};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scenario {
     /// Answered; talks for `talk_s` simulated seconds.
-    Completes { talk_s: u32 },
+    Completes {
+        talk_s: u32,
+    },
     CustomerBusy,
     CustomerNoAnswer,
     Rejected,
     /// Answered and completed; the recording makes the sandbox transcriber fail.
-    TranscriptionFails { talk_s: u32 },
+    TranscriptionFails {
+        talk_s: u32,
+    },
     AgentNoAnswer,
 }
 
@@ -95,7 +99,9 @@ pub fn timeline(click_to_call: bool, scenario: Scenario) -> Vec<Step> {
     };
     match scenario {
         Scenario::CustomerBusy => steps.push(end_unanswered(customer_from + 4, "busy")),
-        Scenario::CustomerNoAnswer | Scenario::AgentNoAnswer => steps.push(end_unanswered(customer_from + 31, "no-answer")),
+        Scenario::CustomerNoAnswer | Scenario::AgentNoAnswer => {
+            steps.push(end_unanswered(customer_from + 31, "no-answer"))
+        }
         Scenario::Rejected => steps.clear(),
         Scenario::Completes { talk_s } | Scenario::TranscriptionFails { talk_s } => {
             let answered = customer_from + 4;
@@ -203,7 +209,9 @@ impl SandboxNetwork {
     /// Returns true when `authorization` carries the API key.
     pub fn authorized(&self, authorization: Option<&str>) -> bool {
         let expected = format!("Bearer {}", self.api_key);
-        authorization.is_some_and(|got| signing::verify_hmac_sha256(b"cmp", got.as_bytes(), &signing::hmac_sha256(b"cmp", expected.as_bytes())))
+        authorization.is_some_and(|got| {
+            signing::verify_hmac_sha256(b"cmp", got.as_bytes(), &signing::hmac_sha256(b"cmp", expected.as_bytes()))
+        })
     }
 
     /// Accepts a call and starts its timeline, or refuses it.
@@ -211,14 +219,25 @@ impl SandboxNetwork {
         let click_to_call = match request.kind.as_str() {
             "click_to_call" => true,
             "agent" => false,
-            other => return Err(Refusal { status: 400, body: json!({ "code": 21201, "message": format!("unknown kind {other:?}") }) }),
+            other => {
+                return Err(Refusal {
+                    status: 400,
+                    body: json!({ "code": 21201, "message": format!("unknown kind {other:?}") }),
+                });
+            }
         };
         if url::Url::parse(&request.status_callback).is_err() {
-            return Err(Refusal { status: 400, body: json!({ "code": 21609, "message": "status_callback is not a URL" }) });
+            return Err(Refusal {
+                status: 400,
+                body: json!({ "code": 21609, "message": "status_callback is not a URL" }),
+            });
         }
         let scenario = scenario_for(&request.to);
         if scenario == Scenario::Rejected {
-            return Err(Refusal { status: 400, body: json!({ "code": 13224, "message": "The number is not reachable" }) });
+            return Err(Refusal {
+                status: 400,
+                body: json!({ "code": 13224, "message": "The number is not reachable" }),
+            });
         }
         let sid = format!("SB{}", ids::random_lower_alphanumeric(32));
         if let Scenario::Completes { talk_s } | Scenario::TranscriptionFails { talk_s } = scenario {
@@ -318,7 +337,13 @@ mod tests {
         let order: Vec<_> = steps.iter().map(|s| (s.leg, s.status)).collect();
         assert_eq!(
             order,
-            [("agent", "ringing"), ("agent", "answered"), ("customer", "ringing"), ("customer", "answered"), ("customer", "completed")]
+            [
+                ("agent", "ringing"),
+                ("agent", "answered"),
+                ("customer", "ringing"),
+                ("customer", "answered"),
+                ("customer", "completed")
+            ]
         );
         let last = steps.last().unwrap();
         assert_eq!(last.answer_duration, Some(48));

@@ -73,10 +73,14 @@ struct Click2CallIn {
 fn parse_click2call(body: &[u8], allow_private_callbacks: bool) -> Result<Click2CallIn, ApiError> {
     let mut fields = BodyFields::new(validate::json_object(body)?);
     let customer_number = fields.required_string("customer_number");
-    if let Some(number) = &customer_number {
-        if !validate::is_phone_number(number) {
-            fields.error("customer_number", format!("String should match pattern '{PHONE_PATTERN}'"), "string_pattern_mismatch");
-        }
+    if let Some(number) = &customer_number
+        && !validate::is_phone_number(number)
+    {
+        fields.error(
+            "customer_number",
+            format!("String should match pattern '{PHONE_PATTERN}'"),
+            "string_pattern_mismatch",
+        );
     }
     let agent_number = fields.required_string("agent_number");
     let is_agent_call = agent_number.as_deref().is_some_and(|a| a.starts_with("AGT_"));
@@ -104,18 +108,26 @@ fn parse_click2call(body: &[u8], allow_private_callbacks: bool) -> Result<Click2
     if let Some(url) = &callback_url {
         match check_callback_url(url, allow_private_callbacks) {
             Ok(_) => {}
-            Err(UrlRefusal::NotHttp) => fields.error("callback_url", "URL should be a valid http or https URL", "url_parsing"),
-            Err(UrlRefusal::Private) => {
-                fields.error("callback_url", "Value error, callback_url must not point at a private or loopback address", "value_error")
+            Err(UrlRefusal::NotHttp) => {
+                fields.error("callback_url", "URL should be a valid http or https URL", "url_parsing")
             }
+            Err(UrlRefusal::Private) => fields.error(
+                "callback_url",
+                "Value error, callback_url must not point at a private or loopback address",
+                "value_error",
+            ),
         }
     }
     let transcript = fields.optional_bool("transcript", false);
     let transcript_language = fields.optional_string("transcript_language");
-    if let Some(language) = &transcript_language {
-        if !validate::is_language_tag(language) {
-            fields.error("transcript_language", "Value error, expected a language code such as hi, en or hi-en", "value_error");
-        }
+    if let Some(language) = &transcript_language
+        && !validate::is_language_tag(language)
+    {
+        fields.error(
+            "transcript_language",
+            "Value error, expected a language code such as hi, en or hi-en",
+            "value_error",
+        );
     }
     let agent_config = fields.optional_object("agent_config");
     fields.finish()?;
@@ -134,7 +146,8 @@ fn parse_click2call(body: &[u8], allow_private_callbacks: bool) -> Result<Click2
 pub async fn click2call(app: Arc<App>, authorization: Option<String>, body: Bytes) -> Result<Response, ApiError> {
     let user = app.auth.authenticate(&app.db, authorization.as_deref()).await?;
     let request = parse_click2call(&body, app.config.allow_private_callbacks)?;
-    let call_type = if request.agent_number.starts_with("AGT_") { CallType::AgentTelephony } else { CallType::ClickToCall };
+    let call_type =
+        if request.agent_number.starts_with("AGT_") { CallType::AgentTelephony } else { CallType::ClickToCall };
     let record = CallRecord {
         id: ids::new_call_id(),
         workspace_id: user.workspace_id.clone(),
@@ -182,15 +195,31 @@ fn parse_datetime(raw: &str) -> Option<DateTime<Utc>> {
     NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok().map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
 }
 
-fn parse_bounded(errors: &mut Vec<FieldError>, field: &str, raw: Option<&String>, default: u64, max: Option<u64>) -> u64 {
+fn parse_bounded(
+    errors: &mut Vec<FieldError>,
+    field: &str,
+    raw: Option<&String>,
+    default: u64,
+    max: Option<u64>,
+) -> u64 {
     let Some(raw) = raw else { return default };
     match raw.trim().parse::<i64>() {
         Err(_) => {
-            errors.push(FieldError::new("query", field, "Input should be a valid integer, unable to parse string as an integer", "int_parsing"));
+            errors.push(FieldError::new(
+                "query",
+                field,
+                "Input should be a valid integer, unable to parse string as an integer",
+                "int_parsing",
+            ));
             default
         }
         Ok(n) if n < 1 => {
-            errors.push(FieldError::new("query", field, "Input should be greater than or equal to 1", "greater_than_equal"));
+            errors.push(FieldError::new(
+                "query",
+                field,
+                "Input should be greater than or equal to 1",
+                "greater_than_equal",
+            ));
             default
         }
         Ok(n) if max.is_some_and(|max| n as u64 > max) => {
@@ -209,7 +238,8 @@ fn parse_bounded(errors: &mut Vec<FieldError>, field: &str, raw: Option<&String>
 /// `GET /api/calls/recent`.
 pub async fn recent(app: Arc<App>, authorization: Option<String>, query: String) -> Result<Response, ApiError> {
     let user = app.auth.authenticate(&app.db, authorization.as_deref()).await?;
-    let params: std::collections::HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let params: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     let text = |name: &str| params.get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
     let mut errors = Vec::new();
     let limit = parse_bounded(&mut errors, "limit", params.get("limit"), 20, Some(200));
@@ -224,21 +254,26 @@ pub async fn recent(app: Arc<App>, authorization: Option<String>, query: String)
     };
     let date_from = date("date_from");
     let date_to = date("date_to");
-    if let (Some(from), Some(to)) = (date_from, date_to) {
-        if from > to {
-            errors.push(FieldError::new("query", "date_to", "Value error, date_to must not be before date_from", "value_error"));
-        }
+    if let (Some(from), Some(to)) = (date_from, date_to)
+        && from > to
+    {
+        errors.push(FieldError::new(
+            "query",
+            "date_to",
+            "Value error, date_to must not be before date_from",
+            "value_error",
+        ));
     }
     let transcript_status = text("transcript_status");
-    if let Some(status) = &transcript_status {
-        if dialplane_actors::fsm::TranscriptStatus::parse(status).is_none() {
-            errors.push(FieldError::new(
-                "query",
-                "transcript_status",
-                "Input should be 'pending', 'processing', 'ready', 'disabled' or 'failed'",
-                "enum",
-            ));
-        }
+    if let Some(status) = &transcript_status
+        && dialplane_actors::fsm::TranscriptStatus::parse(status).is_none()
+    {
+        errors.push(FieldError::new(
+            "query",
+            "transcript_status",
+            "Input should be 'pending', 'processing', 'ready', 'disabled' or 'failed'",
+            "enum",
+        ));
     }
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
@@ -255,7 +290,8 @@ pub async fn recent(app: Arc<App>, authorization: Option<String>, query: String)
     };
     let result = calls::recent(&app.db, &user.workspace_id, &user.id, &filter, limit, page).await?;
     let now = Utc::now();
-    let items: Vec<Value> = result.calls.iter().map(|(call, t)| call_view::recent_item(call, t.as_ref(), &app.signer, now)).collect();
+    let items: Vec<Value> =
+        result.calls.iter().map(|(call, t)| call_view::recent_item(call, t.as_ref(), &app.signer, now)).collect();
     Ok(envelope(
         "Recent call logs fetched",
         json!({
@@ -285,7 +321,8 @@ pub async fn transcript(app: Arc<App>, authorization: Option<String>, call_id: S
     if call.workspace_id != user.workspace_id || call.user_id != user.id {
         return Err(ApiError::Forbidden("Not authorized to access this call".to_string()));
     }
-    let transcript = if call.transcript_status == "ready" { calls::find_transcript(&app.db, &call.id).await? } else { None };
+    let transcript =
+        if call.transcript_status == "ready" { calls::find_transcript(&app.db, &call.id).await? } else { None };
     let data = call_view::compact(&call, transcript.as_ref(), &app.signer, Utc::now());
     Ok(envelope(call_view::transcript_message(&call.transcript_status), data))
 }
@@ -306,9 +343,18 @@ mod tests {
     fn click2call_reports_every_invalid_field() {
         let ok = json!({"customer_number": "919999999999", "agent_number": "918888888888", "did": "919484956750"});
         assert!(errors_of(ok).is_empty());
-        assert_eq!(errors_of(json!({"agent_number": "918888888888", "did": "919484956750"})), [("customer_number".into(), "missing".into())]);
-        assert_eq!(errors_of(json!({"customer_number": "919999999999", "agent_number": "918888888888"})), [("did".into(), "missing".into())]);
-        assert!(errors_of(json!({"customer_number": "919999999999", "agent_number": "AGT_bot"})).is_empty(), "AI-agent calls need no did");
+        assert_eq!(
+            errors_of(json!({"agent_number": "918888888888", "did": "919484956750"})),
+            [("customer_number".into(), "missing".into())]
+        );
+        assert_eq!(
+            errors_of(json!({"customer_number": "919999999999", "agent_number": "918888888888"})),
+            [("did".into(), "missing".into())]
+        );
+        assert!(
+            errors_of(json!({"customer_number": "919999999999", "agent_number": "AGT_bot"})).is_empty(),
+            "AI-agent calls need no did"
+        );
         let many = errors_of(json!({
             "customer_number": "12", "agent_number": 5, "did": "919484956750",
             "callback_url": "ftp://x", "transcript": "yes", "agent_config": []

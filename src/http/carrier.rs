@@ -23,17 +23,18 @@ use crate::telemetry;
 
 /// `POST /providers/sandbox/status`: verifies, logs, then routes a status callback to its call.
 pub async fn sandbox_status(app: Arc<App>, signature: Option<String>, body: Bytes) -> Result<Response, ApiError> {
-    let (callback, update) = match sandbox::parse_status_callback(&app.sandbox_callback_key, &body, signature.as_deref()) {
-        Ok(parsed) => parsed,
-        Err(CallbackError::BadSignature) => {
-            telemetry::carrier_callback("sandbox", "bad_signature");
-            return Err(ApiError::Unauthenticated);
-        }
-        Err(CallbackError::Malformed(why)) => {
-            telemetry::carrier_callback("sandbox", "malformed");
-            return Err(ApiError::BadRequest(format!("malformed callback: {why}")));
-        }
-    };
+    let (callback, update) =
+        match sandbox::parse_status_callback(&app.sandbox_callback_key, &body, signature.as_deref()) {
+            Ok(parsed) => parsed,
+            Err(CallbackError::BadSignature) => {
+                telemetry::carrier_callback("sandbox", "bad_signature");
+                return Err(ApiError::Unauthenticated);
+            }
+            Err(CallbackError::Malformed(why)) => {
+                telemetry::carrier_callback("sandbox", "malformed");
+                return Err(ApiError::BadRequest(format!("malformed callback: {why}")));
+            }
+        };
     let Some(call) = calls::find(&app.db, &callback.reference).await? else {
         telemetry::carrier_callback("sandbox", "unknown_call");
         return Err(ApiError::NotFound("Call not found".to_string()));
@@ -57,7 +58,11 @@ pub async fn sandbox_status(app: Arc<App>, signature: Option<String>, body: Byte
 }
 
 /// `POST /sandbox/v1/calls`: the sandbox carrier accepting (or refusing) a call.
-pub async fn sandbox_place_call(app: Arc<App>, authorization: Option<String>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn sandbox_place_call(
+    app: Arc<App>,
+    authorization: Option<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     if !app.sandbox.authorized(authorization.as_deref()) {
         return Err(ApiError::Unauthenticated);
     }
@@ -73,7 +78,11 @@ pub async fn sandbox_place_call(app: Arc<App>, authorization: Option<String>, bo
 }
 
 /// `GET /sandbox/v1/recordings/{sid}.wav`: the sandbox carrier serving a recording.
-pub async fn sandbox_recording(app: Arc<App>, authorization: Option<String>, file: String) -> Result<Response, ApiError> {
+pub async fn sandbox_recording(
+    app: Arc<App>,
+    authorization: Option<String>,
+    file: String,
+) -> Result<Response, ApiError> {
     if !app.sandbox.authorized(authorization.as_deref()) {
         return Err(ApiError::Unauthenticated);
     }
@@ -84,15 +93,17 @@ pub async fn sandbox_recording(app: Arc<App>, authorization: Option<String>, fil
 
 fn audio(bytes: Vec<u8>, content_type: &str) -> Response {
     let mut response = Response::new(bytes.into());
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
     response
 }
 
 /// `GET /recordings/{call_id}?expires=…&signature=…`: a stored recording behind a signed URL.
 pub async fn recording(app: Arc<App>, call_id: String, query: String) -> Result<Response, ApiError> {
-    let params: std::collections::HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let params: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     let expires = params.get("expires").and_then(|e| e.parse::<i64>().ok());
     let signature = params.get("signature");
     let valid = match (expires, signature) {

@@ -77,7 +77,9 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
             .and(warp::get())
             .and(with_app(app.clone()))
             .and(authorization())
-            .then(|call_id, app, auth| timed("/api/calls/{call_id}/transcript", "GET", api::transcript(app, auth, call_id))))
+            .then(|call_id, app, auth| {
+                timed("/api/calls/{call_id}/transcript", "GET", api::transcript(app, auth, call_id))
+            }))
         .unify()
         .boxed();
 
@@ -86,7 +88,9 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
         .and(with_app(app.clone()))
         .and(warp::header::optional::<String>(crate::carriers::sandbox::SIGNATURE_HEADER))
         .and(body())
-        .then(|app, signature, body| timed("/providers/sandbox/status", "POST", carrier::sandbox_status(app, signature, body)))
+        .then(|app, signature, body| {
+            timed("/providers/sandbox/status", "POST", carrier::sandbox_status(app, signature, body))
+        })
         .or(warp::path!("sandbox" / "v1" / "calls")
             .and(warp::post())
             .and(with_app(app.clone()))
@@ -98,7 +102,9 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
             .and(warp::get())
             .and(with_app(app.clone()))
             .and(authorization())
-            .then(|file, app, auth| timed("/sandbox/v1/recordings/{sid}", "GET", carrier::sandbox_recording(app, auth, file))))
+            .then(|file, app, auth| {
+                timed("/sandbox/v1/recordings/{sid}", "GET", carrier::sandbox_recording(app, auth, file))
+            }))
         .unify()
         .or(warp::path!("recordings" / String)
             .and(warp::get())
@@ -113,11 +119,17 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
         .then(|| timed("/health", "GET", ops::health()))
         .or(warp::path!("liveness").and(warp::get()).then(|| timed("/liveness", "GET", ops::liveness())))
         .unify()
-        .or(warp::path!("readiness").and(warp::get()).and(with_app(app.clone())).then(|app| timed("/readiness", "GET", ops::readiness(app))))
+        .or(warp::path!("readiness")
+            .and(warp::get())
+            .and(with_app(app.clone()))
+            .then(|app| timed("/readiness", "GET", ops::readiness(app))))
         .unify()
         .or(warp::path!("version").and(warp::get()).then(|| timed("/version", "GET", ops::version())))
         .unify()
-        .or(warp::path!("metrics").and(warp::get()).and(with_app(app)).then(|app| timed("/metrics", "GET", ops::metrics(app))))
+        .or(warp::path!("metrics")
+            .and(warp::get())
+            .and(with_app(app))
+            .then(|app| timed("/metrics", "GET", ops::metrics(app))))
         .unify()
         .boxed();
 

@@ -41,6 +41,8 @@ pub async fn metrics(app: Arc<App>) -> Result<Response, ApiError> {
         telemetry::set_live_calls(live);
     }
     let mut response = Response::new(app.metrics.render().into());
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     Ok(response)
 }

@@ -7,8 +7,13 @@ use crate::error::{ApiError, FieldError};
 
 /// Parses a request body that must be a JSON object.
 pub fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::Validation(vec![FieldError { loc: vec!["body".into()], msg: format!("JSON decode error: {e}"), kind: "json_invalid".into() }]))?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::Validation(vec![FieldError {
+            loc: vec!["body".into()],
+            msg: format!("JSON decode error: {e}"),
+            kind: "json_invalid".into(),
+        }])
+    })?;
     match value {
         Value::Object(map) => Ok(map),
         _ => Err(ApiError::Validation(vec![FieldError {
@@ -101,8 +106,9 @@ pub const PHONE_PATTERN: &str = r"^\+?[0-9]{8,15}$";
 
 /// Returns true for a voice-agent id: `AGT_` followed by 1–64 letters, digits, `_` or `-`.
 pub fn is_agent_id(s: &str) -> bool {
-    s.strip_prefix("AGT_")
-        .is_some_and(|rest| (1..=64).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+    s.strip_prefix("AGT_").is_some_and(|rest| {
+        (1..=64).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    })
 }
 
 /// Returns true for a language tag such as `hi`, `en-US` or `hi-en`.

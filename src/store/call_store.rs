@@ -67,8 +67,11 @@ impl CallStore for SeaCallStore {
         row.clone().into_active_model().reset_all().update(&txn).await.map_err(store_error)?;
 
         let mut queued = 0;
-        let transcript =
-            if published.contains(&Lifecycle::TranscriptReady) { calls::find_transcript(&txn, &record.id).await.map_err(store_error)? } else { None };
+        let transcript = if published.contains(&Lifecycle::TranscriptReady) {
+            calls::find_transcript(&txn, &record.id).await.map_err(store_error)?
+        } else {
+            None
+        };
         for lifecycle in published {
             call_event::ActiveModel {
                 call_id: Set(record.id.clone()),
@@ -83,7 +86,9 @@ impl CallStore for SeaCallStore {
             .await
             .map_err(store_error)?;
             let Some(url) = &row.callback_url else { continue };
-            let Some(body) = call_view::callback_body(lifecycle, &row, transcript.as_ref(), &self.signer, now) else { continue };
+            let Some(body) = call_view::callback_body(lifecycle, &row, transcript.as_ref(), &self.signer, now) else {
+                continue;
+            };
             outbox::ActiveModel {
                 message_id: Set(ids::new_id("msg")),
                 workspace_id: Set(record.workspace_id.clone()),

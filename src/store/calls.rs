@@ -8,8 +8,8 @@ use dialplane_actors::fsm::CallState;
 use dialplane_actors::{CallRecord, CallType};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 
 use super::entities::{call, transcript};
@@ -65,7 +65,8 @@ pub fn apply_state(row: &mut call::Model, state: &CallState, now: DateTime<Utc>)
 pub fn record_of(row: &call::Model) -> Result<(CallRecord, CallState), DbErr> {
     let call_type = CallType::from_api_str(&row.call_type)
         .ok_or_else(|| DbErr::Custom(format!("call {} has unknown call_type {}", row.id, row.call_type)))?;
-    let state: CallState = serde_json::from_str(&row.state).map_err(|e| DbErr::Custom(format!("call {} state: {e}", row.id)))?;
+    let state: CallState =
+        serde_json::from_str(&row.state).map_err(|e| DbErr::Custom(format!("call {} state: {e}", row.id)))?;
     let record = CallRecord {
         id: row.id.clone(),
         workspace_id: row.workspace_id.clone(),
@@ -130,7 +131,8 @@ pub async fn recent(
     limit: u64,
     page: u64,
 ) -> Result<RecentPage, DbErr> {
-    let mut condition = Condition::all().add(call::Column::WorkspaceId.eq(workspace_id)).add(call::Column::UserId.eq(user_id));
+    let mut condition =
+        Condition::all().add(call::Column::WorkspaceId.eq(workspace_id)).add(call::Column::UserId.eq(user_id));
     if let Some(status) = &filter.status {
         condition = condition.add(call::Column::Status.eq(status.as_str()));
     }
@@ -164,7 +166,8 @@ pub async fn recent(
         .offset(limit.saturating_mul(page.saturating_sub(1)))
         .all(db)
         .await?;
-    let ready: Vec<String> = rows.iter().filter(|row| row.transcript_status == "ready").map(|row| row.id.clone()).collect();
+    let ready: Vec<String> =
+        rows.iter().filter(|row| row.transcript_status == "ready").map(|row| row.id.clone()).collect();
     let mut transcripts: HashMap<String, transcript::Model> = HashMap::new();
     if !ready.is_empty() {
         for t in transcript::Entity::find().filter(transcript::Column::CallId.is_in(ready)).all(db).await? {

@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ActiveModelTrait, ConnectOptions, Database, DatabaseConnection, EntityTrait, Set, SqliteTransactionMode, TransactionOptions, TransactionTrait};
+use sea_orm::{
+    ActiveModelTrait, ConnectOptions, Database, DatabaseConnection, EntityTrait, Set, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
+};
 
 use entities::setting;
 
@@ -48,7 +51,11 @@ pub async fn get_setting(db: &DatabaseConnection, key: &str) -> Result<Option<St
 }
 
 /// Stores a setting if it is not set yet, and returns the value that is stored.
-pub async fn get_or_init_setting(db: &DatabaseConnection, key: &str, init: impl FnOnce() -> String) -> Result<String, sea_orm::DbErr> {
+pub async fn get_or_init_setting(
+    db: &DatabaseConnection,
+    key: &str,
+    init: impl FnOnce() -> String,
+) -> Result<String, sea_orm::DbErr> {
     if let Some(value) = get_setting(db, key).await? {
         return Ok(value);
     }

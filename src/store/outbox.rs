@@ -28,9 +28,16 @@ pub enum AttemptResult {
 }
 
 /// Records the result of attempt number `attempts` of delivery `id`.
-pub async fn record_attempt(db: &impl ConnectionTrait, id: i32, attempts: i32, result: &AttemptResult) -> Result<(), DbErr> {
+pub async fn record_attempt(
+    db: &impl ConnectionTrait,
+    id: i32,
+    attempts: i32,
+    result: &AttemptResult,
+) -> Result<(), DbErr> {
     let now = Utc::now();
-    let update = outbox::Entity::update_many().filter(outbox::Column::Id.eq(id)).col_expr(outbox::Column::Attempts, Expr::value(attempts));
+    let update = outbox::Entity::update_many()
+        .filter(outbox::Column::Id.eq(id))
+        .col_expr(outbox::Column::Attempts, Expr::value(attempts));
     let update = match result {
         AttemptResult::Delivered { status_code } => update
             .col_expr(outbox::Column::Status, Expr::value("delivered"))

@@ -2,7 +2,9 @@
 //! tenant-owned row has a workspace id from day one.
 
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, Set,
+};
 
 use super::entities::{user, workspace};
 use crate::ids;
@@ -31,7 +33,12 @@ pub async fn find_workspace(db: &DatabaseConnection, id: &str) -> Result<Option<
 }
 
 /// Creates an active, verified user with a new workspace of their own.
-pub async fn create(db: &DatabaseConnection, email: &str, password_hash: &str, role: &str) -> Result<user::Model, DbErr> {
+pub async fn create(
+    db: &DatabaseConnection,
+    email: &str,
+    password_hash: &str,
+    role: &str,
+) -> Result<user::Model, DbErr> {
     let now = Utc::now();
     let email = email.to_lowercase();
     let txn = super::begin_write(db).await?;

@@ -12,7 +12,8 @@ fn detail_fields(body: &Value) -> Vec<(String, String)> {
         .iter()
         .map(|e| {
             assert!(e["msg"].is_string(), "{e}");
-            let loc: Vec<String> = e["loc"].as_array().unwrap().iter().map(|p| p.as_str().unwrap_or_default().to_string()).collect();
+            let loc: Vec<String> =
+                e["loc"].as_array().unwrap().iter().map(|p| p.as_str().unwrap_or_default().to_string()).collect();
             (loc.join("."), e["type"].as_str().unwrap().to_string())
         })
         .collect()
@@ -21,7 +22,9 @@ fn detail_fields(body: &Value) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_refuses_wrong_credentials_and_inactive_users() {
     let server = TestServer::start().await;
-    for body in [json!({"email": EMAIL, "password": "wrong"}), json!({"email": "nobody@example.com", "password": PASSWORD})] {
+    for body in
+        [json!({"email": EMAIL, "password": "wrong"}), json!({"email": "nobody@example.com", "password": PASSWORD})]
+    {
         let (status, response) = server.post_json("/api/login", None, &body).await;
         assert_eq!(status, 400, "{body}");
         assert!(response["detail"].is_string());
@@ -117,20 +120,32 @@ async fn click2call_validates_every_field() {
     for (body, expected) in cases {
         let (status, response) = server.post_json("/api/calls/click2call", Some(&token), &body).await;
         assert_eq!(status, 422, "{body} → {response}");
-        let expected: Vec<(String, String)> = expected.into_iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let expected: Vec<(String, String)> =
+            expected.into_iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
         assert_eq!(detail_fields(&response), expected, "{body}");
     }
-    let (status, response) = server.post_raw("/api/calls/click2call", Some(&token), "{\"customer_number\":".to_string()).await;
+    let (status, response) =
+        server.post_raw("/api/calls/click2call", Some(&token), "{\"customer_number\":".to_string()).await;
     assert_eq!(status, 422);
     assert_eq!(detail_fields(&response)[0].1, "json_invalid");
 
     // Nothing invalid was stored; a public callback URL and an AGT_ call without did are fine.
     let (_, recent) = server.get_json("/api/calls/recent", Some(&token)).await;
     assert_eq!(recent["data"]["total"], 0);
-    let (status, created) = server.post_json("/api/calls/click2call", Some(&token), &with("callback_url", json!("https://example.com/webhooks/indus/click2call"))).await;
+    let (status, created) = server
+        .post_json(
+            "/api/calls/click2call",
+            Some(&token),
+            &with("callback_url", json!("https://example.com/webhooks/indus/click2call")),
+        )
+        .await;
     assert_eq!(status, 200, "{created}");
     let (status, created) = server
-        .post_json("/api/calls/click2call", Some(&token), &json!({"customer_number": "+919999999999", "agent_number": "AGT_support"}))
+        .post_json(
+            "/api/calls/click2call",
+            Some(&token),
+            &json!({"customer_number": "+919999999999", "agent_number": "AGT_support"}),
+        )
         .await;
     assert_eq!(status, 200, "{created}");
     assert_eq!(created["data"]["did"], Value::Null);

@@ -11,7 +11,13 @@ use dialplane::store::entities::{call_event, outbox};
 use crate::support::*;
 
 /// Creates a call for `customer_number` and returns its callbacks once `n` have arrived.
-async fn callbacks_of(server: &TestServer, receiver: &WebhookReceiver, token: &str, customer_number: &str, n: usize) -> Vec<Value> {
+async fn callbacks_of(
+    server: &TestServer,
+    receiver: &WebhookReceiver,
+    token: &str,
+    customer_number: &str,
+    n: usize,
+) -> Vec<Value> {
     let call_id = server.click2call(token, seed_request(customer_number, &receiver.url)).await;
     receiver.wait_for(&call_id, n).await;
     // Give a wrong extra event the time to show up before counting.
@@ -105,7 +111,8 @@ async fn failed_callbacks_are_retried_with_the_same_webhook_id() {
     let deliveries = receiver.wait_for(&call_id, 2).await;
     assert_eq!(events(&deliveries), ["call.completed", "transcript.ready"], "order survives retries");
 
-    let attempts: Vec<_> = receiver.all().into_iter().filter(|d| d.body["data"]["call_id"] == call_id.as_str()).collect();
+    let attempts: Vec<_> =
+        receiver.all().into_iter().filter(|d| d.body["data"]["call_id"] == call_id.as_str()).collect();
     let first_id = &attempts[0].headers["webhook-id"];
     let failed: Vec<_> = attempts.iter().filter(|d| d.status == 500).collect();
     assert_eq!(failed.len(), 3);
@@ -113,7 +120,12 @@ async fn failed_callbacks_are_retried_with_the_same_webhook_id() {
     assert!(failed.iter().all(|d| d.body["event"] == "call.completed"), "transcript.ready waits for call.completed");
     assert_eq!(&deliveries[0].headers["webhook-id"], first_id);
 
-    let rows = outbox::Entity::find().filter(outbox::Column::CallId.eq(call_id.as_str())).order_by_asc(outbox::Column::Id).all(&server.db).await.unwrap();
+    let rows = outbox::Entity::find()
+        .filter(outbox::Column::CallId.eq(call_id.as_str()))
+        .order_by_asc(outbox::Column::Id)
+        .all(&server.db)
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 2);
     assert!(rows.iter().all(|r| r.status == "delivered"));
     assert_eq!(rows[0].attempts, 4);
@@ -126,7 +138,10 @@ async fn carrier_callbacks_are_logged_and_must_be_signed() {
     let server = TestServer::start().await;
     let token = server.token().await;
     let call_id = server
-        .click2call(&token, json!({"customer_number": "919999999999", "agent_number": "918888888888", "did": "919484956750"}))
+        .click2call(
+            &token,
+            json!({"customer_number": "919999999999", "agent_number": "918888888888", "did": "919484956750"}),
+        )
         .await;
     server.wait_until_settled(&token, &call_id).await;
 
@@ -138,7 +153,10 @@ async fn carrier_callbacks_are_logged_and_must_be_signed() {
         .await
         .unwrap();
     let kinds: Vec<_> = carrier_events.iter().map(|e| e.kind.as_str()).collect();
-    assert_eq!(kinds, ["agent.ringing", "agent.answered", "customer.ringing", "customer.answered", "customer.completed"]);
+    assert_eq!(
+        kinds,
+        ["agent.ringing", "agent.answered", "customer.ringing", "customer.answered", "customer.completed"]
+    );
     let engine_events = call_event::Entity::find()
         .filter(call_event::Column::CallId.eq(call_id.as_str()))
         .filter(call_event::Column::Kind.eq("call.ended"))
@@ -176,7 +194,14 @@ async fn live_counters_return_to_zero_when_calls_end() {
     let token = server.token().await;
     let mut ids = Vec::new();
     for number in ["919999999999", "919999990001", "919999990003", "919999990005"] {
-        ids.push(server.click2call(&token, json!({"customer_number": number, "agent_number": "918888888888", "did": "919484956750"})).await);
+        ids.push(
+            server
+                .click2call(
+                    &token,
+                    json!({"customer_number": number, "agent_number": "918888888888", "did": "919484956750"}),
+                )
+                .await,
+        );
     }
     for id in &ids {
         server.wait_until_settled(&token, id).await;
@@ -185,7 +210,8 @@ async fn live_counters_return_to_zero_when_calls_end() {
         // The counters live in Redis under this server's prefix.
         let client = redis::Client::open(url.as_str()).unwrap();
         let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-        let live: u64 = redis::cmd("SCARD").arg(format!("{prefix}:live:all")).query_async(&mut connection).await.unwrap();
+        let live: u64 =
+            redis::cmd("SCARD").arg(format!("{prefix}:live:all")).query_async(&mut connection).await.unwrap();
         assert_eq!(live, 0);
     }
     let metrics = server.http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();

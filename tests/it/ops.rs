@@ -19,7 +19,12 @@ async fn operational_endpoints_answer() {
     assert_eq!((status, body), (404, json!({"detail": "Not Found"})));
 
     let token = server.token().await;
-    let call_id = server.click2call(&token, json!({"customer_number": "919999999999", "agent_number": "918888888888", "did": "919484956750"})).await;
+    let call_id = server
+        .click2call(
+            &token,
+            json!({"customer_number": "919999999999", "agent_number": "918888888888", "did": "919484956750"}),
+        )
+        .await;
     server.wait_until_settled(&token, &call_id).await;
     let response = server.http.get(server.url("/metrics")).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -41,7 +46,8 @@ async fn operational_endpoints_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_database_url_fails_start_up_naming_the_key() {
-    let values: HashMap<String, String> = [("DATABASE_URL".to_string(), "postgres://nobody@127.0.0.1:1/none".to_string())].into();
+    let values: HashMap<String, String> =
+        [("DATABASE_URL".to_string(), "postgres://nobody@127.0.0.1:1/none".to_string())].into();
     let config = dialplane::config::Config::from_values(&values).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let error = dialplane::run(config, listener, async {}).await.unwrap_err();

@@ -12,8 +12,18 @@ fn ids(body: &Value) -> Vec<String> {
 async fn recent_calls_filter_and_paginate() {
     let server = TestServer::start().await;
     let token = server.token().await;
-    let busy = server.click2call(&token, json!({"customer_number": "919999990001", "agent_number": "918888888888", "did": "919484956750"})).await;
-    let agent = server.click2call(&token, json!({"customer_number": "14155550100", "agent_number": "AGT_Sales_Bot", "transcript": true})).await;
+    let busy = server
+        .click2call(
+            &token,
+            json!({"customer_number": "919999990001", "agent_number": "918888888888", "did": "919484956750"}),
+        )
+        .await;
+    let agent = server
+        .click2call(
+            &token,
+            json!({"customer_number": "14155550100", "agent_number": "AGT_Sales_Bot", "transcript": true}),
+        )
+        .await;
     let done = server.click2call(&token, json!({"customer_number": "919999999999", "agent_number": "917777777777", "did": "911111111111", "transcript": true})).await;
     for id in [&busy, &agent, &done] {
         server.wait_until_settled(&token, id).await;
@@ -29,23 +39,26 @@ async fn recent_calls_filter_and_paginate() {
     };
 
     let all = get(String::new()).await;
-    assert_eq!(ids(&all), [done.clone(), agent.clone(), busy.clone()], "newest first");
+    assert_eq!(ids(&all), [done.as_str(), agent.as_str(), busy.as_str()], "newest first");
     assert_eq!(all["data"]["limit"], 20);
     assert_eq!(all["data"]["page"], 1);
     assert_eq!(all["data"]["has_more"], false);
-    assert_eq!(all["data"]["filters"], json!({"status": null, "call_type": null, "transcript_status": null, "customer_number": null, "agent_number": null, "did": null, "date_from": null, "date_to": null}));
+    assert_eq!(
+        all["data"]["filters"],
+        json!({"status": null, "call_type": null, "transcript_status": null, "customer_number": null, "agent_number": null, "did": null, "date_from": null, "date_to": null})
+    );
 
-    assert_eq!(ids(&get("?status=busy".into()).await), [busy.clone()]);
-    assert_eq!(ids(&get("?status=completed".into()).await), [done.clone(), agent.clone()]);
+    assert_eq!(ids(&get("?status=busy".into()).await), [busy.as_str()]);
+    assert_eq!(ids(&get("?status=completed".into()).await), [done.as_str(), agent.as_str()]);
     assert_eq!(ids(&get("?status=Completed".into()).await).len(), 0, "status is exact");
-    assert_eq!(ids(&get("?call_type=C2C".into()).await), [done.clone(), busy.clone()]);
-    assert_eq!(ids(&get("?call_type=agent_telephony".into()).await), [agent.clone()]);
-    assert_eq!(ids(&get("?transcript_status=ready".into()).await), [done.clone(), agent.clone()]);
-    assert_eq!(ids(&get("?transcript_status=disabled".into()).await), [busy.clone()]);
-    assert_eq!(ids(&get("?customer_number=0001".into()).await), [busy.clone()]);
-    assert_eq!(ids(&get("?agent_number=agt_sales".into()).await), [agent.clone()], "case-insensitive partial");
+    assert_eq!(ids(&get("?call_type=C2C".into()).await), [done.as_str(), busy.as_str()]);
+    assert_eq!(ids(&get("?call_type=agent_telephony".into()).await), [agent.as_str()]);
+    assert_eq!(ids(&get("?transcript_status=ready".into()).await), [done.as_str(), agent.as_str()]);
+    assert_eq!(ids(&get("?transcript_status=disabled".into()).await), [busy.as_str()]);
+    assert_eq!(ids(&get("?customer_number=0001".into()).await), [busy.as_str()]);
+    assert_eq!(ids(&get("?agent_number=agt_sales".into()).await), [agent.as_str()], "case-insensitive partial");
     assert_eq!(ids(&get("?agent_number=%25".into()).await).len(), 0, "wildcards are literal");
-    assert_eq!(ids(&get("?did=1111".into()).await), [done.clone()]);
+    assert_eq!(ids(&get("?did=1111".into()).await), [done.as_str()]);
     let filtered = get("?did=1111&transcript_status=ready".into()).await;
     assert_eq!(filtered["data"]["filters"]["did"], "1111");
     assert_eq!(filtered["data"]["filters"]["transcript_status"], "ready");
@@ -63,11 +76,11 @@ async fn recent_calls_filter_and_paginate() {
     assert_eq!(echoed["data"]["filters"]["date_from"], "2000-01-01T00:00:00Z");
 
     let first = get("?limit=2&page=1".into()).await;
-    assert_eq!(ids(&first), [done.clone(), agent.clone()]);
+    assert_eq!(ids(&first), [done.as_str(), agent.as_str()]);
     assert_eq!(first["data"]["total"], 3);
     assert_eq!(first["data"]["has_more"], true);
     let second = get("?limit=2&page=2".into()).await;
-    assert_eq!(ids(&second), [busy.clone()]);
+    assert_eq!(ids(&second), [busy.as_str()]);
     assert_eq!(second["data"]["has_more"], false);
     assert_eq!(ids(&get("?limit=2&page=3".into()).await).len(), 0);
 

@@ -16,7 +16,8 @@ async fn seed_000_end_to_end_flow() {
     let receiver = WebhookReceiver::start().await;
 
     // Login.
-    let (status, login) = server.post_json("/api/login", None, &serde_json::json!({"email": EMAIL, "password": PASSWORD})).await;
+    let (status, login) =
+        server.post_json("/api/login", None, &serde_json::json!({"email": EMAIL, "password": PASSWORD})).await;
     assert_eq!(status, 200);
     assert_eq!(login["status_code"], 200);
     assert_eq!(login["message"], "Login successful");

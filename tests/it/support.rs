@@ -101,10 +101,10 @@ impl TestServer {
         // Ready once the server answers (migrations and bootstrap run before it serves).
         let started = tokio::time::Instant::now();
         loop {
-            if let Ok(r) = http.get(format!("{base}/health")).send().await {
-                if r.status().is_success() {
-                    break;
-                }
+            if let Ok(r) = http.get(format!("{base}/health")).send().await
+                && r.status().is_success()
+            {
+                break;
             }
             assert!(!task.is_finished(), "server stopped during start-up");
             assert!(started.elapsed() < PATIENCE, "server did not start");
@@ -166,8 +166,10 @@ impl TestServer {
     pub async fn wait_until_settled(&self, token: &str, call_id: &str) -> Value {
         let started = tokio::time::Instant::now();
         loop {
-            let (_, body) = self.get_json(&format!("/api/calls/recent?limit=200"), Some(token)).await;
-            let call = body["data"]["calls"].as_array().and_then(|calls| calls.iter().find(|c| c["call_id"] == call_id).cloned());
+            let (_, body) = self.get_json("/api/calls/recent?limit=200", Some(token)).await;
+            let call = body["data"]["calls"]
+                .as_array()
+                .and_then(|calls| calls.iter().find(|c| c["call_id"] == call_id).cloned());
             if let Some(call) = call {
                 let transcript = call["transcript_status"].as_str().unwrap_or_default();
                 if matches!(transcript, "ready" | "failed" | "disabled") && call["duration"].is_string() {
@@ -232,7 +234,10 @@ impl WebhookReceiver {
             move |headers: warp::http::HeaderMap, raw: Bytes| {
                 let fail = f.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
                 let status = if fail { 500 } else { 200 };
-                let headers = headers.iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string())).collect();
+                let headers = headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+                    .collect();
                 let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
                 r.lock().unwrap().push(Delivery { headers, raw, body, status });
                 warp::reply::with_status("ok", warp::http::StatusCode::from_u16(status).unwrap())
@@ -275,7 +280,12 @@ impl WebhookReceiver {
             if got.len() >= n {
                 return got;
             }
-            assert!(started.elapsed() < PATIENCE, "expected {n} callbacks for {call_id}, got {}: {:?}", got.len(), got.iter().map(|d| &d.body["event"]).collect::<Vec<_>>());
+            assert!(
+                started.elapsed() < PATIENCE,
+                "expected {n} callbacks for {call_id}, got {}: {:?}",
+                got.len(),
+                got.iter().map(|d| &d.body["event"]).collect::<Vec<_>>()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -60,14 +60,22 @@ impl Actor for CallActor {
     type State = CallActorState;
     type Arguments = CallActorArgs;
 
-    async fn pre_start(&self, myself: ActorRef<CallMessage>, args: CallActorArgs) -> Result<CallActorState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<CallMessage>,
+        args: CallActorArgs,
+    ) -> Result<CallActorState, ActorProcessingErr> {
         args.deps.registry.insert(&args.record.id, myself.clone());
         let clock = args.deps.clock.clone();
         myself.send_interval(args.deps.watchdog_interval, move || CallMessage::Apply(Event::Tick { at: clock.now() }));
         Ok(CallActorState { record: args.record, state: args.state, deps: args.deps })
     }
 
-    async fn post_start(&self, myself: ActorRef<CallMessage>, s: &mut CallActorState) -> Result<(), ActorProcessingErr> {
+    async fn post_start(
+        &self,
+        myself: ActorRef<CallMessage>,
+        s: &mut CallActorState,
+    ) -> Result<(), ActorProcessingErr> {
         if s.state.status == fsm::CallStatus::Queued {
             let at = s.deps.clock.now();
             apply_and_run(&myself, s, Event::DialStarted { at }).await;
@@ -77,12 +85,21 @@ impl Actor for CallActor {
         Ok(())
     }
 
-    async fn post_stop(&self, _myself: ActorRef<CallMessage>, s: &mut CallActorState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<CallMessage>,
+        s: &mut CallActorState,
+    ) -> Result<(), ActorProcessingErr> {
         s.deps.registry.remove(&s.record.id);
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<CallMessage>, message: CallMessage, s: &mut CallActorState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<CallMessage>,
+        message: CallMessage,
+        s: &mut CallActorState,
+    ) -> Result<(), ActorProcessingErr> {
         match message {
             CallMessage::Apply(event) => apply_and_run(&myself, s, event).await,
             CallMessage::Snapshot(reply) => {

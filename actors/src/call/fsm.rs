@@ -61,9 +61,10 @@ pub enum Leg {
 }
 
 /// What the carrier last said about one leg.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LegStatus {
+    #[default]
     Idle,
     Ringing,
     Answered,
@@ -121,12 +122,6 @@ pub struct LegState {
     pub status: LegStatus,
     pub answered_at: Option<Timestamp>,
     pub ended_at: Option<Timestamp>,
-}
-
-impl Default for LegStatus {
-    fn default() -> Self {
-        LegStatus::Idle
-    }
 }
 
 /// The recording post-call stage.
@@ -187,10 +182,7 @@ impl TranscriptStatus {
     }
 
     fn is_settled(self) -> bool {
-        matches!(
-            self,
-            TranscriptStatus::Disabled | TranscriptStatus::Ready | TranscriptStatus::Failed
-        )
+        matches!(self, TranscriptStatus::Disabled | TranscriptStatus::Ready | TranscriptStatus::Failed)
     }
 }
 
@@ -245,11 +237,7 @@ impl CallState {
             answer_duration_s: None,
             recording: RecordingStatus::Pending,
             recording_source_url: None,
-            transcript: if transcript_enabled {
-                TranscriptStatus::Pending
-            } else {
-                TranscriptStatus::Disabled
-            },
+            transcript: if transcript_enabled { TranscriptStatus::Pending } else { TranscriptStatus::Disabled },
             transcript_error: None,
         }
     }
@@ -303,24 +291,50 @@ pub struct CarrierUpdate {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// The actor is about to send the call to the carrier.
-    DialStarted { at: Timestamp },
+    DialStarted {
+        at: Timestamp,
+    },
     /// The carrier accepted the call.
-    Placed { provider_call_id: String, at: Timestamp },
+    Placed {
+        provider_call_id: String,
+        at: Timestamp,
+    },
     /// The carrier refused the call.
-    PlaceFailed { reason: String, at: Timestamp },
+    PlaceFailed {
+        reason: String,
+        at: Timestamp,
+    },
     /// A carrier status callback.
     Carrier(CarrierUpdate),
     /// The carrier says where the recording is (a recording callback).
-    RecordingAvailable { url: String, at: Timestamp },
+    RecordingAvailable {
+        url: String,
+        at: Timestamp,
+    },
     /// Dialplane fetched and stored the recording.
-    RecordingStored { at: Timestamp },
-    RecordingFailed { reason: String, at: Timestamp },
-    TranscriptReady { at: Timestamp },
-    TranscriptFailed { error: String, at: Timestamp },
+    RecordingStored {
+        at: Timestamp,
+    },
+    RecordingFailed {
+        reason: String,
+        at: Timestamp,
+    },
+    TranscriptReady {
+        at: Timestamp,
+    },
+    TranscriptFailed {
+        error: String,
+        at: Timestamp,
+    },
     /// The watchdog's periodic look at a call.
-    Tick { at: Timestamp },
+    Tick {
+        at: Timestamp,
+    },
     /// The engine lost the call's actor; the call must still end truthfully.
-    EngineFailed { reason: String, at: Timestamp },
+    EngineFailed {
+        reason: String,
+        at: Timestamp,
+    },
 }
 
 impl Event {
@@ -529,12 +543,13 @@ fn apply_carrier(
 ) -> Result<(), InvalidTransition> {
     let at = update.at;
     let mut changed = false;
-    if let Some(url) = update.recording_url.clone() {
-        if next.recording == RecordingStatus::Pending && next.recording_source_url.is_none() {
-            next.recording_source_url = Some(url.clone());
-            effects.push(Effect::FetchRecording { url });
-            changed = true;
-        }
+    if let Some(url) = update.recording_url.clone()
+        && next.recording == RecordingStatus::Pending
+        && next.recording_source_url.is_none()
+    {
+        next.recording_source_url = Some(url.clone());
+        effects.push(Effect::FetchRecording { url });
+        changed = true;
     }
     if next.is_ended() {
         return if changed { Ok(()) } else { Err(InvalidTransition::AlreadyEnded) };

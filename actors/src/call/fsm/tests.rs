@@ -64,10 +64,8 @@ fn named_states() -> Vec<(&'static str, CallState)> {
     let (ringing, _) = run(dialing.clone(), [update(1, Leg::Agent, LegStatus::Ringing, 1)]);
     let (in_progress, _) = run(ringing.clone(), completed_trace().into_iter().take(4));
     let (ended, _) = run(in_progress.clone(), completed_trace().into_iter().skip(4));
-    let (finished, _) = run(
-        ended.clone(),
-        [Event::RecordingStored { at: t(70) }, Event::TranscriptReady { at: t(80) }],
-    );
+    let (finished, _) =
+        run(ended.clone(), [Event::RecordingStored { at: t(70) }, Event::TranscriptReady { at: t(80) }]);
     vec![
         ("queued", queued),
         ("dialing", dialing),
@@ -182,17 +180,11 @@ fn completed_call_publishes_milestones_then_transcribes_after_recording() {
     assert_eq!(state.duration_s, Some(55));
     assert_eq!(state.answer_duration_s, Some(48));
     assert_eq!(state.transcript, TranscriptStatus::Processing);
-    let published: Vec<_> = effects
-        .iter()
-        .filter_map(|e| if let Effect::Publish(l) = e { Some(l.clone()) } else { None })
-        .collect();
+    let published: Vec<_> =
+        effects.iter().filter_map(|e| if let Effect::Publish(l) = e { Some(l.clone()) } else { None }).collect();
     assert_eq!(
         published,
-        vec![
-            Lifecycle::Ringing,
-            Lifecycle::Answered,
-            Lifecycle::Ended { outcome: Outcome::Completed, reason: None }
-        ]
+        vec![Lifecycle::Ringing, Lifecycle::Answered, Lifecycle::Ended { outcome: Outcome::Completed, reason: None }]
     );
     assert!(effects.contains(&Effect::FetchRecording { url: "http://carrier/rec.wav".into() }));
     assert!(!effects.contains(&Effect::Transcribe));
@@ -263,7 +255,8 @@ fn agent_call_ignores_the_agent_leg() {
 #[test]
 fn watchdog_ends_a_silent_call_with_carrier_timeout() {
     let policy = Policy::default();
-    let (state, _) = run(new_call(false), [Event::DialStarted { at: t(0) }, update(1, Leg::Agent, LegStatus::Ringing, 1)]);
+    let (state, _) =
+        run(new_call(false), [Event::DialStarted { at: t(0) }, update(1, Leg::Agent, LegStatus::Ringing, 1)]);
     let quiet = apply(&state, Event::Tick { at: t(60) }, &policy).unwrap();
     assert_eq!(quiet.next, state);
     assert!(quiet.effects.is_empty());
@@ -301,9 +294,8 @@ fn arb_leg_status() -> impl Strategy<Value = LegStatus> {
 }
 
 fn arb_event() -> impl Strategy<Value = Event> {
-    let carrier = (1u64..20, any::<bool>(), arb_leg_status(), 0i64..500).prop_map(|(seq, agent, status, at)| {
-        update(seq, if agent { Leg::Agent } else { Leg::Customer }, status, at)
-    });
+    let carrier = (1u64..20, any::<bool>(), arb_leg_status(), 0i64..500)
+        .prop_map(|(seq, agent, status, at)| update(seq, if agent { Leg::Agent } else { Leg::Customer }, status, at));
     prop_oneof![
         6 => carrier,
         1 => (0i64..500).prop_map(|at| Event::DialStarted { at: t(at) }),
