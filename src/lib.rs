@@ -202,7 +202,7 @@ pub async fn run(
 
     info!("shutting down");
     let _ = stop_delivery.send(true);
-    root.stop(Some("shutdown".to_string()));
+    RootSupervisor::shutdown(root, &calls).await;
     let _ = delivery.await;
     db.close().await.ok();
     Ok(())

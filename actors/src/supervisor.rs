@@ -12,6 +12,12 @@ use crate::call::CallRecord;
 use crate::call::actor::{CallActor, CallActorArgs, CallDeps, CallMessage};
 use crate::call::fsm::{self, CallState, Event, Lifecycle};
 
+/// Stop reason of a call actor whose call is finished.
+pub const FINISHED: &str = "finished";
+/// Stop reason of a call actor stopped by a graceful shutdown: its call stays live in the store
+/// and is resumed at the next start.
+pub const SHUTDOWN: &str = "shutdown";
+
 /// Live call actors by call id.
 #[derive(Default)]
 pub struct CallRegistry {
@@ -114,7 +120,7 @@ impl Actor for CallSupervisor {
         match event {
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 if let Some(call_id) = s.children.remove(&cell.get_id())
-                    && reason.as_deref() != Some("finished")
+                    && !matches!(reason.as_deref(), Some(FINISHED | SHUTDOWN))
                 {
                     warn!(call.id = %call_id, reason = ?reason, "call actor stopped before its call finished");
                     s.deps.registry.remove(&call_id);
@@ -189,6 +195,18 @@ pub struct RootState {
 pub struct RootSupervisor;
 
 impl RootSupervisor {
+    /// Stops the actor tree gracefully: call actors stop without ending their calls, which stay
+    /// live in the store for the next start to resume.
+    pub async fn shutdown(root: ActorRef<()>, handle: &CallSupervisorHandle) {
+        let current = handle.current.write().expect("supervisor handle lock").take();
+        if let Some(supervisor) = current {
+            let cell = supervisor.get_cell();
+            cell.stop_children_and_wait(Some(SHUTDOWN.to_string()), Some(std::time::Duration::from_secs(10))).await;
+            let _ = cell.stop_and_wait(Some(SHUTDOWN.to_string()), Some(std::time::Duration::from_secs(5))).await;
+        }
+        let _ = root.stop_and_wait(Some(SHUTDOWN.to_string()), Some(std::time::Duration::from_secs(5))).await;
+    }
+
     /// Starts the actor tree. Returns the root and a handle to start calls with.
     pub async fn start(deps: Arc<CallDeps>) -> Result<(ActorRef<()>, Arc<CallSupervisorHandle>), ActorProcessingErr> {
         let handle = Arc::new(CallSupervisorHandle::default());

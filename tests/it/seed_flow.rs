@@ -132,6 +132,13 @@ async fn seed_000_end_to_end_flow() {
     // Exactly one terminal event, and nothing after the transcript.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(events(&receiver.accepted_for(&call_id)), ["call.completed", "transcript.ready"]);
+
+    // The logs told the story without a raw phone number, a token or a password.
+    let logs = captured_logs();
+    assert!(logs.contains(&call_id), "the call was logged");
+    for secret in ["919999999999", "918888888888", "919484956750", token.as_str(), PASSWORD, &secret] {
+        assert!(!logs.contains(secret), "logs contain {secret}");
+    }
     server.stop().await;
 }
 
@@ -186,4 +193,19 @@ async fn transcripts_of_other_users_and_unknown_calls_are_refused() {
     assert_eq!(body["data"]["transcript_status"], "disabled");
     assert_eq!(body["data"]["transcript"], Value::Null);
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_leaves_live_calls_live() {
+    let server = TestServer::start_with(ServerOptions { sandbox_time_scale: 1.0, ..Default::default() }).await;
+    let token = server.token().await;
+    let call_id = server
+        .click2call(&token, serde_json::json!({"customer_number": "919999999999", "agent_number": "918888888888", "did": "919484956750"}))
+        .await;
+    let db = server.db.clone();
+    server.stop().await;
+    let row = dialplane::store::calls::find(&db, &call_id).await.unwrap().unwrap();
+    assert!(row.is_live, "the call stays live for the next start to resume");
+    assert_ne!(row.status, "failed", "a shutdown is not a call failure");
+    assert!(row.ended_at.is_none());
 }

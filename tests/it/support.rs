@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,6 +20,41 @@ pub const PASSWORD: &str = "your_password";
 
 /// How long a test waits for something asynchronous before failing.
 pub const PATIENCE: Duration = Duration::from_secs(20);
+
+static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+
+/// A log sink shared by every server of this test binary.
+struct LogSink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures the logs of every server in this process, at debug level for Dialplane's own crates.
+fn capture_logs() {
+    LOGS.get_or_init(|| {
+        let buffer: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let sink = buffer.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("warn,dialplane=debug,dialplane_actors=debug")
+            .with_ansi(false)
+            .with_writer(move || LogSink(sink.clone()))
+            .try_init();
+        buffer
+    });
+}
+
+/// Returns everything logged so far by any server of this test binary.
+pub fn captured_logs() -> String {
+    LOGS.get().map(|buffer| String::from_utf8_lossy(&buffer.lock().unwrap()).into_owned()).unwrap_or_default()
+}
 
 /// Options of a test server.
 pub struct ServerOptions {
@@ -67,6 +103,7 @@ impl TestServer {
 
     pub async fn start_with(options: ServerOptions) -> TestServer {
         dialplane::install_crypto_provider();
+        capture_logs();
         let dir = tempfile::tempdir().unwrap();
         let database_url = fresh_database(&dir).await;
         let redis = std::env::var("TEST_REDIS_URL")

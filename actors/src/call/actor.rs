@@ -12,7 +12,7 @@ use tracing::{debug, error, warn};
 use super::CallRecord;
 use super::fsm::{self, CallState, Effect, Event, Lifecycle, Policy};
 use crate::ports::{CallStore, Carrier, Clock, LiveCounters, Transcriber};
-use crate::supervisor::CallRegistry;
+use crate::supervisor::{CallRegistry, FINISHED};
 
 /// Everything a call actor needs from the outside world, shared by all calls.
 pub struct CallDeps {
@@ -80,7 +80,7 @@ impl Actor for CallActor {
             let at = s.deps.clock.now();
             apply_and_run(&myself, s, Event::DialStarted { at }).await;
         } else if s.state.is_finished() {
-            myself.stop(Some("finished".into()));
+            myself.stop(Some(FINISHED.into()));
         }
         Ok(())
     }
@@ -191,7 +191,7 @@ async fn run_effect(myself: &ActorRef<CallMessage>, s: &CallActorState, effect: 
                 let _ = myself.send_message(CallMessage::Apply(event));
             });
         }
-        Effect::Finish => myself.stop(Some("finished".into())),
+        Effect::Finish => myself.stop(Some(FINISHED.into())),
     }
 }
 
