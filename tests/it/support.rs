@@ -3,8 +3,8 @@
 //! are set), a [`WebhookReceiver`] that records callbacks and can be told to fail, and helpers.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
