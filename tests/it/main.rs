@@ -4,6 +4,7 @@
 
 mod api_errors;
 mod callbacks;
+mod cli;
 mod ops;
 mod recent;
 mod seed_flow;
