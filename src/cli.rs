@@ -58,7 +58,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
             crate::run(config, listener, shutdown_signal()).await
         }
         Command::Migrate => {
-            store::connect(&config.database_url).await?;
+            store::connect(&config.database_url, config.db_acquire_timeout).await?;
             println!("database schema is up to date");
             Ok(())
         }
@@ -69,7 +69,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
             if password.len() < 8 {
                 anyhow::bail!("--password: must be at least 8 characters long");
             }
-            let db = store::connect(&config.database_url).await?;
+            let db = store::connect(&config.database_url, config.db_acquire_timeout).await?;
             if store::users::find_by_email(&db, &email).await?.is_some() {
                 anyhow::bail!("--email: a user with this email already exists");
             }

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use url::Url;
 
@@ -33,6 +34,20 @@ pub struct Config {
     pub delivery_backoff_scale: f64,
     /// How often each live call's watchdog looks at it, in milliseconds.
     pub watchdog_interval_ms: u64,
+    /// Silence allowed while a call is queued or dialing before the carrier is asked about it.
+    pub dial_timeout: Duration,
+    /// Silence allowed while a call rings before the carrier is asked about it.
+    pub ring_timeout: Duration,
+    /// Longest a bridged call may last without an end report.
+    pub max_call_duration: Duration,
+    /// How long the carrier may take to answer a status request.
+    pub status_check_timeout: Duration,
+    /// How long a graceful shutdown waits for live calls to finish.
+    pub drain_timeout: Duration,
+    /// How often live counters are rebuilt from the database.
+    pub counter_reconcile_interval: Duration,
+    /// How long a request waits for a database connection before answering 503.
+    pub db_acquire_timeout: Duration,
 }
 
 /// Credentials of the superuser to create at start.
@@ -78,9 +93,28 @@ pub const KEYS: &[&str] = &[
     "DIALPLANE_ALLOW_PRIVATE_CALLBACKS",
     "DIALPLANE_DELIVERY_BACKOFF_SCALE",
     "DIALPLANE_WATCHDOG_INTERVAL_MS",
+    "DIALPLANE_DIAL_TIMEOUT_S",
+    "DIALPLANE_RING_TIMEOUT_S",
+    "DIALPLANE_MAX_CALL_DURATION_S",
+    "DIALPLANE_STATUS_CHECK_TIMEOUT_S",
+    "DIALPLANE_DRAIN_TIMEOUT_S",
+    "DIALPLANE_COUNTER_RECONCILE_S",
+    "DIALPLANE_DB_ACQUIRE_TIMEOUT_S",
 ];
 
 impl Config {
+    /// Returns the call state machine's policy.
+    pub fn call_policy(&self) -> dialplane_actors::fsm::Policy {
+        let chrono = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        dialplane_actors::fsm::Policy {
+            dial_timeout: chrono(self.dial_timeout),
+            ring_timeout: chrono(self.ring_timeout),
+            max_call_duration: chrono(self.max_call_duration),
+            status_check_timeout: chrono(self.status_check_timeout),
+            ..Default::default()
+        }
+    }
+
     /// Loads the configuration from an optional TOML file overlaid by `env`.
     pub fn load(env: &HashMap<String, String>, file: Option<&Path>) -> Result<Config, ConfigError> {
         let mut values = HashMap::new();
@@ -176,7 +210,29 @@ impl Config {
             })?,
         };
 
+        let seconds = |key: &str, default: f64| -> Result<Duration, ConfigError> {
+            let value = non_negative(get(key), key, default)?;
+            if value <= 0.0 || value > 30.0 * 24.0 * 3600.0 {
+                return Err(ConfigError::new(key, "expected a number of seconds above 0 (at most 30 days)"));
+            }
+            Ok(Duration::from_secs_f64(value))
+        };
+        let dial_timeout = seconds("DIALPLANE_DIAL_TIMEOUT_S", 120.0)?;
+        let ring_timeout = seconds("DIALPLANE_RING_TIMEOUT_S", 180.0)?;
+        let max_call_duration = seconds("DIALPLANE_MAX_CALL_DURATION_S", 4.0 * 3600.0)?;
+        let status_check_timeout = seconds("DIALPLANE_STATUS_CHECK_TIMEOUT_S", 30.0)?;
+        let drain_timeout = seconds("DIALPLANE_DRAIN_TIMEOUT_S", 30.0)?;
+        let counter_reconcile_interval = seconds("DIALPLANE_COUNTER_RECONCILE_S", 30.0)?;
+        let db_acquire_timeout = seconds("DIALPLANE_DB_ACQUIRE_TIMEOUT_S", 5.0)?;
+
         Ok(Config {
+            dial_timeout,
+            ring_timeout,
+            max_call_duration,
+            status_check_timeout,
+            drain_timeout,
+            counter_reconcile_interval,
+            db_acquire_timeout,
             bind,
             database_url,
             redis_url,
@@ -263,6 +319,8 @@ mod tests {
             ("DIALPLANE_SANDBOX_TIME_SCALE", "-1"),
             ("DIALPLANE_SANDBOX_TIME_SCALE", "fast"),
             ("DIALPLANE_ALLOW_PRIVATE_CALLBACKS", "maybe"),
+            ("DIALPLANE_RING_TIMEOUT_S", "0"),
+            ("DIALPLANE_DRAIN_TIMEOUT_S", "soon"),
         ];
         for (key, value) in cases {
             let err = Config::load(&env(&[(key, value)]), None).unwrap_err();

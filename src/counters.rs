@@ -54,6 +54,17 @@ impl LiveCounters for InProcessCounters {
     async fn live_calls(&self, scope: &str) -> Result<u64, CounterError> {
         Ok(self.live.lock().expect("counters lock").get(scope).map_or(0, |calls| calls.len() as u64))
     }
+
+    async fn reconcile(&self, live: &[CallRecord]) -> Result<(), CounterError> {
+        let mut sets: HashMap<String, HashSet<String>> = HashMap::new();
+        for call in live {
+            for scope in scopes_of(call) {
+                sets.entry(scope).or_default().insert(call.id.clone());
+            }
+        }
+        *self.live.lock().expect("counters lock") = sets;
+        Ok(())
+    }
 }
 
 /// Counters in Redis: one set of call ids per scope, under `<prefix>:live:<scope>`.
@@ -107,6 +118,41 @@ impl LiveCounters for RedisCounters {
             .query_async(&mut connection)
             .await
             .map_err(|e| CounterError(e.to_string()))
+    }
+
+    async fn reconcile(&self, live: &[CallRecord]) -> Result<(), CounterError> {
+        let mut connection = self.connection.clone();
+        let pattern = format!("{}:live:*", self.prefix);
+        let mut existing: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut connection)
+                .await
+                .map_err(|e| CounterError(e.to_string()))?;
+            existing.extend(keys);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        // One transaction: readers never see the counts half rebuilt.
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for key in existing {
+            pipe.del(key).ignore();
+        }
+        for call in live {
+            for scope in scopes_of(call) {
+                pipe.sadd(self.key(&scope), &call.id).ignore();
+            }
+        }
+        pipe.query_async::<()>(&mut connection).await.map_err(|e| CounterError(e.to_string()))
     }
 }
 

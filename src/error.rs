@@ -85,21 +85,47 @@ impl ApiError {
             }
         };
         let mut response = json_response(status, &body);
-        if let ApiError::Unauthenticated = self {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        match self {
+            ApiError::Unauthenticated => {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::Unavailable(_) => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
+            }
+            _ => {}
         }
         response
     }
 }
 
+/// Seconds a client is told to wait before retrying a 503.
+pub const RETRY_AFTER_S: u32 = 5;
+
+/// Returns true when a database error means the database cannot be reached (rather than a bug).
+pub fn is_unavailable(e: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr, sqlx};
+    match e {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(inner)) | DbErr::Query(RuntimeErr::SqlxError(inner)) => matches!(
+            inner.as_ref(),
+            sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+        ),
+        _ => false,
+    }
+}
+
 impl From<sea_orm::DbErr> for ApiError {
     fn from(e: sea_orm::DbErr) -> Self {
-        match e {
-            sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_) => {
-                tracing::error!(error = %e, "database unavailable");
-                ApiError::Unavailable("Database unavailable".to_string())
-            }
-            other => ApiError::Internal(other.to_string()),
+        if is_unavailable(&e) {
+            tracing::warn!(error = %e, "database unavailable");
+            ApiError::Unavailable("Database unavailable, retry later".to_string())
+        } else {
+            ApiError::Internal(e.to_string())
         }
     }
 }
@@ -131,6 +157,12 @@ mod tests {
             assert_eq!(error.status().as_u16(), status, "{error:?}");
             assert_eq!(error.into_response().status().as_u16(), status);
         }
+    }
+
+    #[test]
+    fn unavailable_tells_when_to_retry() {
+        let response = ApiError::Unavailable("x".into()).into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
     }
 
     #[test]

@@ -22,10 +22,10 @@ pub mod telemetry;
 pub mod transcribe;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
-use dialplane_actors::fsm::Policy;
 use dialplane_actors::ports::{LiveCounters, SystemClock};
 use dialplane_actors::{CallDeps, CallRegistry, CallSupervisorHandle, RootSupervisor};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -61,6 +61,15 @@ pub struct App {
     /// Key the sandbox signs its status callbacks with.
     pub sandbox_callback_key: Vec<u8>,
     pub metrics: PrometheusHandle,
+    /// Set when a graceful shutdown began: readiness fails and no new call is taken.
+    pub draining: AtomicBool,
+}
+
+impl App {
+    /// Returns true once a graceful shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
 }
 
 /// Installs the process-wide TLS crypto provider (reqwest is built without one).
@@ -123,7 +132,7 @@ pub async fn run(
         None => format!("http://{addr}"),
     };
 
-    let db = store::connect(&config.database_url).await?;
+    let db = store::connect(&config.database_url, config.db_acquire_timeout).await?;
     let master = master_secret(&db, &config).await?;
     bootstrap_admin(&db, &config).await?;
 
@@ -137,6 +146,7 @@ pub async fn run(
     let sandbox_callback_key = derive_key(&master, "sandbox-callbacks");
     let sandbox_api_key = hex::encode(derive_key(&master, "sandbox-api"));
     let sandbox = Arc::new(SandboxNetwork::new(
+        db.clone(),
         sandbox_callback_key.clone(),
         sandbox_api_key.clone(),
         config.sandbox_time_scale,
@@ -150,7 +160,7 @@ pub async fn run(
         transcriber: Arc::new(transcribe::SandboxTranscriber),
         clock: Arc::new(SystemClock),
         registry: registry.clone(),
-        policy: Policy::default(),
+        policy: config.call_policy(),
         watchdog_interval: Duration::from_millis(config.watchdog_interval_ms),
         stage_attempts: 5,
     });
@@ -172,6 +182,7 @@ pub async fn run(
         sandbox,
         sandbox_callback_key,
         metrics,
+        draining: AtomicBool::new(false),
     });
 
     // Calls a previous run left unfinished get their actors back.
@@ -188,22 +199,82 @@ pub async fn run(
         }
     }
 
-    let (stop_delivery, delivery_stopped) = watch::channel(false);
+    // The sandbox carrier, like a real one, carries on with the calls it had.
+    let resumed = app.sandbox.resume().await?;
+    if resumed > 0 {
+        info!(count = resumed, "sandbox carrier resumed its calls");
+    }
+
+    let (stop_tasks, tasks_stopped) = watch::channel(false);
     let worker = Arc::new(delivery::DeliveryWorker::new(
         db.clone(),
         outbox_ready,
         config.delivery_backoff_scale,
         config.allow_private_callbacks,
     )?);
-    let delivery = tokio::spawn(worker.run(delivery_stopped));
+    let delivery = tokio::spawn(worker.run(tasks_stopped.clone()));
+    let maintenance = tokio::spawn(maintain(app.clone(), tasks_stopped));
+
+    // Shutdown: stop taking calls and fail readiness at once, let live calls finish (up to the
+    // drain timeout), then stop serving. Carrier callbacks are served until the very end.
+    let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
+    let draining_app = app.clone();
+    let drain_timeout = config.drain_timeout;
+    tokio::spawn(async move {
+        shutdown.await;
+        draining_app.draining.store(true, Ordering::SeqCst);
+        info!(live_calls = draining_app.registry.len(), "draining");
+        let deadline = tokio::time::Instant::now() + drain_timeout;
+        while !draining_app.registry.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if !draining_app.registry.is_empty() {
+            warn!(live_calls = draining_app.registry.len(), "drain timeout; these calls resume at the next start");
+        }
+        let _ = stop_serving.send(());
+    });
 
     info!(listen = %addr, public_url = %public_url, database = if config.database_url.starts_with("sqlite") { "sqlite" } else { "postgres" }, "dialplane listening");
-    warp::serve(http::routes(app)).incoming(listener).graceful(shutdown).run().await;
+    warp::serve(http::routes(app.clone()))
+        .incoming(listener)
+        .graceful(async move {
+            let _ = serving_stopped.await;
+        })
+        .run()
+        .await;
 
     info!("shutting down");
-    let _ = stop_delivery.send(true);
     RootSupervisor::shutdown(root, &calls).await;
+    let _ = stop_tasks.send(true);
     let _ = delivery.await;
+    let _ = maintenance.await;
     db.close().await.ok();
     Ok(())
+}
+
+/// Periodic upkeep: rebuilds the live counters from the database (at start, then every
+/// `counter_reconcile_interval`, so they recover from crashes and counter-store outages) and
+/// forgets Idempotency-Keys older than 48 hours.
+async fn maintain(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(app.config.counter_reconcile_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stopped.changed() => return,
+        }
+        match store::calls::counted_live(&app.db).await {
+            Ok(rows) => {
+                let live: Vec<_> = rows.iter().filter_map(|row| store::calls::record_of(row).ok().map(|(record, _)| record)).collect();
+                if let Err(e) = app.counters.reconcile(&live).await {
+                    warn!(error = %e, "live counters could not be reconciled");
+                }
+            }
+            Err(e) => warn!(error = %e, "live calls could not be read for reconciliation"),
+        }
+        let horizon = chrono::Utc::now() - chrono::Duration::hours(48);
+        if let Err(e) = store::calls::forget_idempotency_keys(&app.db, horizon).await {
+            warn!(error = %e, "old idempotency keys could not be deleted");
+        }
+    }
 }

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::call::CallRecord;
-use crate::call::fsm::{CallState, Lifecycle, Timestamp};
+use crate::call::fsm::{CallState, Lifecycle, StatusAnswer, Timestamp};
 
 /// What a carrier answered when it accepted a call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +60,9 @@ pub trait Carrier: Send + Sync + 'static {
     async fn place_call(&self, call: &CallRecord) -> Result<PlacedCall, CarrierError>;
     /// Downloads a recording the carrier announced.
     async fn fetch_recording(&self, url: &str) -> Result<Recording, CarrierError>;
+    /// Asks the carrier what it knows of a call: by its id when known, else by Dialplane's call id
+    /// (a call whose placement was cut short may be known to the carrier and not to us).
+    async fn fetch_status(&self, call: &CallRecord, provider_call_id: Option<&str>) -> Result<StatusAnswer, CarrierError>;
 }
 
 /// Why the store failed. Always worth a retry: the database may come back.
@@ -116,6 +119,9 @@ pub trait LiveCounters: Send + Sync + 'static {
     async fn call_ended(&self, call: &CallRecord) -> Result<(), CounterError>;
     /// Returns the number of live calls in a scope (`all`, `workspace:<id>`, `carrier:<name>`, …).
     async fn live_calls(&self, scope: &str) -> Result<u64, CounterError>;
+    /// Replaces every count with exactly these live calls: the database's truth, after a crash or
+    /// an outage of the counters' store.
+    async fn reconcile(&self, live: &[CallRecord]) -> Result<(), CounterError>;
 }
 
 /// Why transcription failed.

@@ -268,3 +268,6 @@ impl Actor for RootSupervisor {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,6 +5,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_create_core_tables;
+mod m20261124_000002_add_sandbox_calls_and_idempotency_keys;
 
 /// Lists every migration in the order it applies.
 pub struct Migrator;
@@ -12,6 +13,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261124_000001_create_core_tables::Migration)]
+        vec![
+            Box::new(m20261124_000001_create_core_tables::Migration),
+            Box::new(m20261124_000002_add_sandbox_calls_and_idempotency_keys::Migration),
+        ]
     }
 }

@@ -7,10 +7,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dialplane_actors::CallRecord;
-use dialplane_actors::fsm::{CarrierUpdate, Leg, LegStatus};
+use dialplane_actors::fsm::{CarrierUpdate, Leg, LegStatus, StatusAnswer};
 use dialplane_actors::ports::{Carrier, CarrierError, PlacedCall, Recording};
 use serde::{Deserialize, Serialize};
 
+use super::sandbox_network::StatusReport;
 use crate::signing;
 
 /// Header carrying the hex HMAC-SHA256 of a sandbox callback body.
@@ -60,17 +61,19 @@ pub enum CallbackError {
     Malformed(String),
 }
 
-/// Verifies and parses a status callback into the call id and the update it carries.
-pub fn parse_status_callback(
-    key: &[u8],
-    body: &[u8],
-    signature: Option<&str>,
-) -> Result<(StatusCallback, CarrierUpdate), CallbackError> {
+/// Verifies and parses a status callback into the callback and the update it carries.
+pub fn parse_status_callback(key: &[u8], body: &[u8], signature: Option<&str>) -> Result<(StatusCallback, CarrierUpdate), CallbackError> {
     let signature = signature.and_then(|s| hex::decode(s.trim()).ok()).ok_or(CallbackError::BadSignature)?;
     if !signing::verify_hmac_sha256(key, body, &signature) {
         return Err(CallbackError::BadSignature);
     }
     let callback: StatusCallback = serde_json::from_slice(body).map_err(|e| CallbackError::Malformed(e.to_string()))?;
+    let update = to_update(&callback)?;
+    Ok((callback, update))
+}
+
+/// Returns the state machine's view of a sandbox status report.
+pub fn to_update(callback: &StatusCallback) -> Result<CarrierUpdate, CallbackError> {
     let leg = match callback.leg.as_str() {
         "agent" => Leg::Agent,
         "customer" => Leg::Customer,
@@ -86,7 +89,7 @@ pub fn parse_status_callback(
         "canceled" => LegStatus::Canceled,
         other => return Err(CallbackError::Malformed(format!("unknown status {other:?}"))),
     };
-    let update = CarrierUpdate {
+    Ok(CarrierUpdate {
         sequence: callback.sequence,
         leg,
         status,
@@ -94,8 +97,7 @@ pub fn parse_status_callback(
         duration_s: callback.duration,
         answer_duration_s: callback.answer_duration,
         recording_url: callback.recording_url.clone(),
-    };
-    Ok((callback, update))
+    })
 }
 
 /// The `Carrier` port for the sandbox.
@@ -186,6 +188,33 @@ impl Carrier for SandboxCarrier {
             .to_string();
         let bytes = response.bytes().await.map_err(|e| CarrierError::Unavailable(e.without_url().to_string()))?;
         Ok(Recording { content_type, bytes: bytes.to_vec() })
+    }
+
+    async fn fetch_status(&self, call: &CallRecord, provider_call_id: Option<&str>) -> Result<StatusAnswer, CarrierError> {
+        let lookup = provider_call_id.unwrap_or(&call.id);
+        let response = self
+            .http
+            .get(format!("{}/calls/{lookup}", self.api_base))
+            .bearer_auth(&self.api_key)
+            .send()
+            .await
+            .map_err(|e| CarrierError::Unavailable(e.without_url().to_string()))?;
+        let status = response.status();
+        if status.as_u16() == 404 {
+            return Ok(StatusAnswer::NotFound);
+        }
+        if status.is_server_error() || status.as_u16() == 429 {
+            return Err(CarrierError::Unavailable(format!("sandbox answered {status}")));
+        }
+        if !status.is_success() {
+            return Err(CarrierError::Rejected(format!("sandbox answered {status}")));
+        }
+        let report: StatusReport = response.json().await.map_err(|e| CarrierError::Protocol(e.to_string()))?;
+        if report.reference != call.id {
+            return Err(CarrierError::Protocol("the sandbox answered about another call".to_string()));
+        }
+        let updates = report.updates.iter().map(to_update).collect::<Result<Vec<_>, _>>().map_err(|e| CarrierError::Protocol(e.to_string()))?;
+        Ok(StatusAnswer::Found { provider_call_id: Some(report.sid), updates })
     }
 }
 

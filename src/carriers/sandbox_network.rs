@@ -11,19 +11,25 @@
 //! | `0003` | the carrier rejects the call outright                                   |
 //! | `0004` | answered and completed, but transcription fails with a 401-style error  |
 //! | `0005` | the agent does not answer (the customer is never rung)                  |
+//! | `0006` | accepted, then silent: no callback ever comes (tests the watchdog)      |
 //! | other  | answered; completes after 20–90 simulated seconds derived from the number |
 //!
-//! Timings are in simulated seconds, multiplied by `DIALPLANE_SANDBOX_TIME_SCALE`.
+//! Timings are in simulated seconds, multiplied by `DIALPLANE_SANDBOX_TIME_SCALE`. The sandbox keeps
+//! its calls in the database (table `sandbox_calls`, its own "carrier log"): a restart of the
+//! engine resumes unacknowledged callbacks, and status requests are answered from the timeline.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::{debug, warn};
 
 use super::sandbox::{PlaceCallRequest, PlaceCallResponse, SIGNATURE_HEADER, StatusCallback};
+use crate::store::entities::sandbox_call;
 use crate::{ids, signing};
 
 /// What the sandbox does with a call.
@@ -41,6 +47,8 @@ pub enum Scenario {
         talk_s: u32,
     },
     AgentNoAnswer,
+    /// Accepted, then silent: no callback ever comes (the carrier lost track of the call).
+    Silent { talk_s: u32 },
 }
 
 /// Returns the scripted scenario of a customer number.
@@ -53,6 +61,7 @@ pub fn scenario_for(customer_number: &str) -> Scenario {
         "0003" => Scenario::Rejected,
         "0004" => Scenario::TranscriptionFails { talk_s: 30 },
         "0005" => Scenario::AgentNoAnswer,
+        "0006" => Scenario::Silent { talk_s: 30 },
         _ => {
             let n: u64 = digits.bytes().fold(0u64, |acc, b| acc.wrapping_mul(31).wrapping_add(u64::from(b - b'0')));
             Scenario::Completes { talk_s: 20 + (n % 71) as u32 }
@@ -102,7 +111,7 @@ pub fn timeline(click_to_call: bool, scenario: Scenario) -> Vec<Step> {
         Scenario::CustomerNoAnswer | Scenario::AgentNoAnswer => {
             steps.push(end_unanswered(customer_from + 31, "no-answer"))
         }
-        Scenario::Rejected => steps.clear(),
+        Scenario::Rejected | Scenario::Silent { .. } => steps.clear(),
         Scenario::Completes { talk_s } | Scenario::TranscriptionFails { talk_s } => {
             let answered = customer_from + 4;
             steps.push(step(answered, "customer", "answered"));
@@ -179,8 +188,29 @@ pub struct Refusal {
     pub body: serde_json::Value,
 }
 
-/// The fake carrier.
+/// What the sandbox says about one of its calls.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub sid: String,
+    pub reference: String,
+    /// Every status report of the call so far, as the callbacks carry them.
+    pub updates: Vec<StatusCallback>,
+}
+
+/// Returns the script a call's recording carries, when the scenario has one.
+fn recording_script(kind: &str, scenario: Scenario) -> Option<serde_json::Value> {
+    let (talk_s, stt) = match scenario {
+        Scenario::Completes { talk_s } | Scenario::Silent { talk_s } => (talk_s, "ok"),
+        Scenario::TranscriptionFails { talk_s } => (talk_s, "unauthorized"),
+        _ => return None,
+    };
+    Some(json!({ "talk_s": talk_s, "stt": stt, "click_to_call": kind == "click_to_call" }))
+}
+
+/// The fake carrier. It keeps its calls in the database, so like a real carrier it outlives a
+/// restart of the engine: unfinished timelines resume, and status requests are answered from it.
 pub struct SandboxNetwork {
+    db: DatabaseConnection,
     http: reqwest::Client,
     /// Signs the status callbacks.
     callback_key: Vec<u8>,
@@ -189,20 +219,18 @@ pub struct SandboxNetwork {
     time_scale: f64,
     /// Base of the recording URLs it announces.
     public_base: String,
-    /// Scripts of the recordings it serves, by call sid.
-    recordings: Mutex<HashMap<String, serde_json::Value>>,
 }
 
 impl SandboxNetwork {
     /// Builds the network; recordings are served under `public_base`.
-    pub fn new(callback_key: Vec<u8>, api_key: String, time_scale: f64, public_base: &str) -> anyhow::Result<Self> {
+    pub fn new(db: DatabaseConnection, callback_key: Vec<u8>, api_key: String, time_scale: f64, public_base: &str) -> anyhow::Result<Self> {
         Ok(SandboxNetwork {
+            db,
             http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?,
             callback_key,
             api_key,
             time_scale,
             public_base: public_base.trim_end_matches('/').to_string(),
-            recordings: Mutex::new(HashMap::new()),
         })
     }
 
@@ -214,80 +242,140 @@ impl SandboxNetwork {
         })
     }
 
-    /// Accepts a call and starts its timeline, or refuses it.
-    pub fn place(self: &Arc<Self>, request: PlaceCallRequest) -> Result<PlaceCallResponse, Refusal> {
-        let click_to_call = match request.kind.as_str() {
-            "click_to_call" => true,
-            "agent" => false,
-            other => {
-                return Err(Refusal {
-                    status: 400,
-                    body: json!({ "code": 21201, "message": format!("unknown kind {other:?}") }),
-                });
-            }
-        };
+    /// Accepts a call (durably, before answering) and starts its timeline, or refuses it.
+    pub async fn place(self: &Arc<Self>, request: PlaceCallRequest) -> Result<PlaceCallResponse, Refusal> {
+        if !matches!(request.kind.as_str(), "click_to_call" | "agent") {
+            return Err(Refusal { status: 400, body: json!({ "code": 21201, "message": format!("unknown kind {:?}", request.kind) }) });
+        }
         if url::Url::parse(&request.status_callback).is_err() {
-            return Err(Refusal {
-                status: 400,
-                body: json!({ "code": 21609, "message": "status_callback is not a URL" }),
-            });
+            return Err(Refusal { status: 400, body: json!({ "code": 21609, "message": "status_callback is not a URL" }) });
         }
-        let scenario = scenario_for(&request.to);
-        if scenario == Scenario::Rejected {
-            return Err(Refusal {
-                status: 400,
-                body: json!({ "code": 13224, "message": "The number is not reachable" }),
-            });
+        if scenario_for(&request.to) == Scenario::Rejected {
+            return Err(Refusal { status: 400, body: json!({ "code": 13224, "message": "The number is not reachable" }) });
         }
-        let sid = format!("SB{}", ids::random_lower_alphanumeric(32));
-        if let Scenario::Completes { talk_s } | Scenario::TranscriptionFails { talk_s } = scenario {
-            let stt = if matches!(scenario, Scenario::TranscriptionFails { .. }) { "unauthorized" } else { "ok" };
-            let script = json!({ "talk_s": talk_s, "stt": stt, "click_to_call": click_to_call });
-            self.recordings.lock().expect("recordings lock").insert(sid.clone(), script);
+        let row = sandbox_call::Model {
+            sid: format!("SB{}", ids::random_lower_alphanumeric(32)),
+            reference: request.reference,
+            kind: request.kind,
+            customer_number: request.to,
+            status_callback: request.status_callback,
+            placed_at: Utc::now(),
+            time_scale: self.time_scale,
+            acked_sequence: 0,
+            finished: false,
+        };
+        let inserted = row.clone().into_active_model().reset_all().insert(&self.db).await;
+        if let Err(e) = inserted {
+            warn!(error = %e, "sandbox could not record a call");
+            return Err(Refusal { status: 503, body: json!({ "code": 20503, "message": "Service unavailable" }) });
         }
+        let response = PlaceCallResponse { sid: row.sid.clone(), status: "queued".to_string() };
         let network = self.clone();
-        let steps = timeline(click_to_call, scenario);
-        let response = PlaceCallResponse { sid: sid.clone(), status: "queued".to_string() };
-        tokio::spawn(async move { network.play(sid, request, steps).await });
+        tokio::spawn(async move { network.play(row).await });
         Ok(response)
     }
 
-    /// Returns the WAV of an answered call.
-    pub fn recording(&self, sid: &str) -> Option<Vec<u8>> {
-        self.recordings.lock().expect("recordings lock").get(sid).map(wav)
+    /// Resumes the timelines of calls whose callbacks were not all acknowledged. Returns how many.
+    pub async fn resume(self: &Arc<Self>) -> Result<usize, sea_orm::DbErr> {
+        let rows = sandbox_call::Entity::find().filter(sandbox_call::Column::Finished.eq(false)).all(&self.db).await?;
+        let count = rows.len();
+        for row in rows {
+            let network = self.clone();
+            tokio::spawn(async move { network.play(row).await });
+        }
+        Ok(count)
     }
 
-    async fn play(&self, sid: String, request: PlaceCallRequest, steps: Vec<Step>) {
-        let mut elapsed_s = 0;
-        for (n, step) in steps.into_iter().enumerate() {
-            let wait_s = f64::from(step.at_s - elapsed_s) * self.time_scale;
-            elapsed_s = step.at_s;
-            if wait_s > 0.0 {
-                tokio::time::sleep(Duration::from_secs_f64(wait_s)).await;
-            }
-            let callback = StatusCallback {
-                sid: sid.clone(),
-                reference: request.reference.clone(),
-                sequence: n as u64 + 1,
-                leg: step.leg.to_string(),
-                status: step.status.to_string(),
-                timestamp: Utc::now(),
-                duration: step.duration,
-                answer_duration: step.answer_duration,
-                recording_url: step.recording.then(|| format!("{}/sandbox/v1/recordings/{sid}.wav", self.public_base)),
-            };
-            if !self.post(&request.status_callback, &callback).await {
-                warn!(call.sid = %sid, "sandbox gave up on a status callback; the call goes silent");
-                return;
-            }
+    fn steps_of(row: &sandbox_call::Model) -> Vec<Step> {
+        timeline(row.kind == "click_to_call", scenario_for(&row.customer_number))
+    }
+
+    fn callback(&self, row: &sandbox_call::Model, index: usize, step: &Step) -> StatusCallback {
+        StatusCallback {
+            sid: row.sid.clone(),
+            reference: row.reference.clone(),
+            sequence: index as u64 + 1,
+            leg: step.leg.to_string(),
+            status: step.status.to_string(),
+            timestamp: row.placed_at + chrono::Duration::milliseconds((f64::from(step.at_s) * row.time_scale * 1000.0) as i64),
+            duration: step.duration,
+            answer_duration: step.answer_duration,
+            recording_url: step.recording.then(|| format!("{}/sandbox/v1/recordings/{}.wav", self.public_base, row.sid)),
         }
     }
 
-    /// Posts one callback, retrying like a carrier does. Returns false when it was never accepted.
-    async fn post(&self, url: &str, callback: &StatusCallback) -> bool {
+    /// Returns what the sandbox knows of a call, by its sid or by the engine's reference.
+    pub async fn status(&self, sid_or_reference: &str) -> Result<Option<StatusReport>, sea_orm::DbErr> {
+        let mut row = sandbox_call::Entity::find_by_id(sid_or_reference.to_string()).one(&self.db).await?;
+        if row.is_none() {
+            row = sandbox_call::Entity::find()
+                .filter(sandbox_call::Column::Reference.eq(sid_or_reference))
+                .order_by_desc(sandbox_call::Column::PlacedAt)
+                .one(&self.db)
+                .await?;
+        }
+        let Some(row) = row else { return Ok(None) };
+        let elapsed_ms = (Utc::now() - row.placed_at).num_milliseconds() as f64;
+        let updates = Self::steps_of(&row)
+            .iter()
+            .enumerate()
+            .filter(|(_, step)| f64::from(step.at_s) * row.time_scale * 1000.0 <= elapsed_ms)
+            .map(|(index, step)| self.callback(&row, index, step))
+            .collect();
+        Ok(Some(StatusReport { sid: row.sid.clone(), reference: row.reference.clone(), updates }))
+    }
+
+    /// Returns the WAV of an answered call.
+    pub async fn recording(&self, sid: &str) -> Result<Option<Vec<u8>>, sea_orm::DbErr> {
+        let row = sandbox_call::Entity::find_by_id(sid.to_string()).one(&self.db).await?;
+        Ok(row.and_then(|row| recording_script(&row.kind, scenario_for(&row.customer_number))).map(|script| wav(&script)))
+    }
+
+    /// Posts the callbacks not yet acknowledged, each at its time on the call's timeline.
+    async fn play(&self, row: sandbox_call::Model) {
+        let steps = Self::steps_of(&row);
+        for (index, step) in steps.iter().enumerate() {
+            let sequence = index as i32 + 1;
+            if sequence <= row.acked_sequence {
+                continue;
+            }
+            let due = row.placed_at + chrono::Duration::milliseconds((f64::from(step.at_s) * row.time_scale * 1000.0) as i64);
+            if let Ok(wait) = (due - Utc::now()).to_std() {
+                tokio::time::sleep(wait).await;
+            }
+            match self.post(&row.status_callback, &self.callback(&row, index, step)).await {
+                Delivery::Accepted => self.record_progress(&row.sid, sequence, false).await,
+                Delivery::Refused => {
+                    // The engine will never take it: like a carrier, give up on this call.
+                    self.record_progress(&row.sid, row.acked_sequence, true).await;
+                    return;
+                }
+                Delivery::Unreachable => {
+                    warn!(call.sid = %row.sid, "sandbox could not reach the engine; the timeline resumes at the next start");
+                    return;
+                }
+            }
+        }
+        self.record_progress(&row.sid, steps.len() as i32, true).await;
+    }
+
+    async fn record_progress(&self, sid: &str, acked_sequence: i32, finished: bool) {
+        let update = sandbox_call::Entity::update_many()
+            .filter(sandbox_call::Column::Sid.eq(sid))
+            .col_expr(sandbox_call::Column::AckedSequence, Expr::value(acked_sequence))
+            .col_expr(sandbox_call::Column::Finished, Expr::value(finished))
+            .exec(&self.db)
+            .await;
+        if let Err(e) = update {
+            debug!(call.sid = %sid, error = %e, "sandbox progress not recorded; a callback may be sent again");
+        }
+    }
+
+    /// Posts one callback, retrying like a carrier does.
+    async fn post(&self, url: &str, callback: &StatusCallback) -> Delivery {
         let body = serde_json::to_vec(callback).expect("callback serializes");
         let signature = hex::encode(signing::hmac_sha256(&self.callback_key, &body));
-        for attempt in 0..5u32 {
+        for attempt in 0..6u32 {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
             }
@@ -300,17 +388,26 @@ impl SandboxNetwork {
                 .send()
                 .await;
             match result {
-                Ok(response) if response.status().is_success() => return true,
-                Ok(response) if response.status().is_client_error() => {
+                Ok(response) if response.status().is_success() => return Delivery::Accepted,
+                Ok(response) if response.status().is_client_error() && response.status().as_u16() != 429 => {
                     debug!(status = %response.status(), "sandbox callback refused");
-                    return false;
+                    return Delivery::Refused;
                 }
                 Ok(response) => debug!(status = %response.status(), attempt, "sandbox callback failed"),
                 Err(e) => debug!(error = %e.without_url(), attempt, "sandbox callback failed"),
             }
         }
-        false
+        Delivery::Unreachable
     }
+}
+
+/// What became of one callback.
+enum Delivery {
+    Accepted,
+    /// The engine answered 4xx: it will never take this callback.
+    Refused,
+    /// The engine did not answer, or answered 5xx, every time.
+    Unreachable,
 }
 
 #[cfg(test)]

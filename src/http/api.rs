@@ -19,7 +19,7 @@ use crate::call_view;
 use crate::error::{ApiError, FieldError, json_response};
 use crate::ids;
 use crate::netguard::{UrlRefusal, check_callback_url};
-use crate::store::calls::{self, RecentFilter};
+use crate::store::calls::{self, Creation, RecentFilter};
 use crate::store::users;
 use crate::telemetry;
 
@@ -142,12 +142,49 @@ fn parse_click2call(body: &[u8], allow_private_callbacks: bool) -> Result<Click2
     })
 }
 
-/// `POST /api/calls/click2call`: stores the call, starts its actor and returns before any carrier work.
-pub async fn click2call(app: Arc<App>, authorization: Option<String>, body: Bytes) -> Result<Response, ApiError> {
+/// Returns the SHA-256 of a request body's canonical JSON (object keys sorted), so the same
+/// request written differently still matches its Idempotency-Key.
+fn request_hash(body: &[u8]) -> String {
+    use sha2::Digest;
+    let canonical = serde_json::from_slice::<Value>(body).map(|v| v.to_string()).unwrap_or_default();
+    hex::encode(sha2::Sha256::digest(canonical.as_bytes()))
+}
+
+/// Checks an `Idempotency-Key` header: 1 to 255 visible ASCII characters.
+fn check_idempotency_key(key: &str) -> Result<(), ApiError> {
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::field(
+            "header",
+            "Idempotency-Key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            "value_error",
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /api/calls/click2call`: stores the call, starts its actor and returns before any carrier
+/// work. With an `Idempotency-Key`, the same key and request replay the first response.
+pub async fn click2call(
+    app: Arc<App>,
+    authorization: Option<String>,
+    idempotency_key: Option<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let user = app.auth.authenticate(&app.db, authorization.as_deref()).await?;
+    if let Some(key) = &idempotency_key {
+        check_idempotency_key(key)?;
+    }
     let request = parse_click2call(&body, app.config.allow_private_callbacks)?;
-    let call_type =
-        if request.agent_number.starts_with("AGT_") { CallType::AgentTelephony } else { CallType::ClickToCall };
+    if app.is_draining() {
+        return Err(ApiError::Unavailable("Server is shutting down, retry later".to_string()));
+    }
+    // Admission reads the live counters: with them unavailable no new call is taken.
+    if let Err(e) = app.counters.live_calls("all").await {
+        warn!(error = %e, "live counters unavailable; refusing new calls");
+        return Err(ApiError::Unavailable("Live-call counters unavailable, retry later".to_string()));
+    }
+    let call_type = if request.agent_number.starts_with("AGT_") { CallType::AgentTelephony } else { CallType::ClickToCall };
     let record = CallRecord {
         id: ids::new_call_id(),
         workspace_id: user.workspace_id.clone(),
@@ -161,25 +198,53 @@ pub async fn click2call(app: Arc<App>, authorization: Option<String>, body: Byte
         transcript_language: request.transcript_language.clone(),
         agent_config: request.agent_config,
     };
+    let response_body = json!({
+        "status_code": 200,
+        "message": "Click2Call request created",
+        "error": null,
+        "data": {
+            "call_id": record.id,
+            "status": "queued",
+            "did": request.did,
+            "callback_url": request.callback_url,
+            "transcript": request.transcript,
+            "transcript_language": request.transcript_language,
+        },
+    });
+    let idempotency = idempotency_key.map(|key| calls::IdempotentRequest {
+        key,
+        request_hash: request_hash(&body),
+        response_status: 200,
+        response_body: response_body.to_string(),
+    });
     let state = CallState::new(call_type, record.transcript_enabled, Utc::now());
-    calls::insert(&app.db, calls::new_row(&record, request.callback_url.clone(), &state)).await?;
+    let row = calls::new_row(&record, request.callback_url.clone(), &state);
+    match calls::create(&app.db, row, idempotency).await? {
+        Creation::Created => {}
+        Creation::Replay { call_id, response_status, response_body } => {
+            info!(call.id = %call_id, "idempotent replay");
+            let body: Value = serde_json::from_str(&response_body).map_err(|e| ApiError::Internal(e.to_string()))?;
+            let status = StatusCode::from_u16(u16::try_from(response_status).unwrap_or(200)).unwrap_or(StatusCode::OK);
+            let mut response = json_response(status, &body);
+            response.headers_mut().insert("idempotent-replayed", warp::http::HeaderValue::from_static("true"));
+            return Ok(response);
+        }
+        Creation::KeyReused => {
+            return Err(ApiError::field(
+                "header",
+                "Idempotency-Key",
+                "Idempotency-Key was already used with a different request",
+                "idempotency_key_reused",
+            ));
+        }
+    }
     telemetry::call_created(call_type.as_api_str());
     info!(call.id = %record.id, call.type = call_type.as_api_str(), customer = %ids::mask_number(&record.customer_number), "call created");
     let call_id = record.id.clone();
     if !app.calls.start_call(record, state) {
         warn!(call.id = %call_id, "engine is shutting down; the call stays queued until the next start");
     }
-    Ok(envelope(
-        "Click2Call request created",
-        json!({
-            "call_id": call_id,
-            "status": "queued",
-            "did": request.did,
-            "callback_url": request.callback_url,
-            "transcript": request.transcript,
-            "transcript_language": request.transcript_language,
-        }),
-    ))
+    Ok(json_response(StatusCode::OK, &response_body))
 }
 
 /// Parses `date_from` / `date_to`: RFC 3339 (with `Z`), a naive date-time taken as UTC, or a date.

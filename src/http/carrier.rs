@@ -68,7 +68,7 @@ pub async fn sandbox_place_call(
     }
     let request: PlaceCallRequest =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid call request: {e}")))?;
-    match app.sandbox.place(request) {
+    match app.sandbox.place(request).await {
         Ok(placed) => Ok(json_response(StatusCode::CREATED, &serde_json::to_value(placed).unwrap_or_default())),
         Err(refusal) => {
             let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST);
@@ -87,8 +87,17 @@ pub async fn sandbox_recording(
         return Err(ApiError::Unauthenticated);
     }
     let sid = file.strip_suffix(".wav").unwrap_or(&file);
-    let bytes = app.sandbox.recording(sid).ok_or_else(|| ApiError::NotFound("Recording not found".to_string()))?;
+    let bytes = app.sandbox.recording(sid).await?.ok_or_else(|| ApiError::NotFound("Recording not found".to_string()))?;
     Ok(audio(bytes, "audio/wav"))
+}
+
+/// `GET /sandbox/v1/calls/{sid or reference}`: the sandbox carrier's status of a call.
+pub async fn sandbox_call_status(app: Arc<App>, authorization: Option<String>, lookup: String) -> Result<Response, ApiError> {
+    if !app.sandbox.authorized(authorization.as_deref()) {
+        return Err(ApiError::Unauthenticated);
+    }
+    let report = app.sandbox.status(&lookup).await?.ok_or_else(|| ApiError::NotFound("Call not found".to_string()))?;
+    Ok(json_response(StatusCode::OK, &serde_json::to_value(report).unwrap_or_default()))
 }
 
 fn audio(bytes: Vec<u8>, content_type: &str) -> Response {

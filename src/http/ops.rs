@@ -21,8 +21,11 @@ pub async fn liveness() -> Result<Response, ApiError> {
     Ok(json_response(StatusCode::OK, &json!({ "status": "alive" })))
 }
 
-/// `GET /readiness`: the database answers.
+/// `GET /readiness`: the database answers and the server is not shutting down.
 pub async fn readiness(app: Arc<App>) -> Result<Response, ApiError> {
+    if app.is_draining() {
+        return Ok(json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({ "status": "draining" })));
+    }
     if store::ping(&app.db).await {
         Ok(json_response(StatusCode::OK, &json!({ "status": "ready", "database": "ok" })))
     } else {

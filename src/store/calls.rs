@@ -12,7 +12,7 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect,
 };
 
-use super::entities::{call, transcript};
+use super::entities::{call, idempotency_key, transcript};
 
 /// Returns the call row of a new call in `state`.
 pub fn new_row(record: &CallRecord, callback_url: Option<String>, state: &CallState) -> call::Model {
@@ -81,6 +81,99 @@ pub fn record_of(row: &call::Model) -> Result<(CallRecord, CallState), DbErr> {
         agent_config: serde_json::from_str(&row.agent_config).unwrap_or_default(),
     };
     Ok((record, state))
+}
+
+/// The Idempotency-Key of a call-creating request, with the response it gets.
+pub struct IdempotentRequest {
+    pub key: String,
+    /// SHA-256 of the request's canonical JSON.
+    pub request_hash: String,
+    pub response_status: i32,
+    pub response_body: String,
+}
+
+/// What creating a call came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Creation {
+    /// The call was stored.
+    Created,
+    /// The key was used before with the same request: answer what was answered then.
+    Replay { call_id: String, response_status: i32, response_body: String },
+    /// The key was used before with another request.
+    KeyReused,
+}
+
+fn replay_or_reuse(existing: idempotency_key::Model, request_hash: &str) -> Creation {
+    if existing.request_hash == request_hash {
+        Creation::Replay {
+            call_id: existing.call_id,
+            response_status: existing.response_status,
+            response_body: existing.response_body,
+        }
+    } else {
+        Creation::KeyReused
+    }
+}
+
+/// Stores a new call, and its Idempotency-Key with the response in the same transaction, so a key
+/// can never point at a call that does not exist nor a call exist without its key.
+pub async fn create(
+    db: &sea_orm::DatabaseConnection,
+    row: call::Model,
+    idempotency: Option<IdempotentRequest>,
+) -> Result<Creation, DbErr> {
+    let workspace_id = row.workspace_id.clone();
+    let Some(request) = idempotency else {
+        insert(db, row).await?;
+        return Ok(Creation::Created);
+    };
+    let id = (workspace_id.clone(), request.key.clone());
+    let txn = super::begin_write(db).await?;
+    if let Some(existing) = idempotency_key::Entity::find_by_id(id.clone()).one(&txn).await? {
+        txn.rollback().await?;
+        return Ok(replay_or_reuse(existing, &request.request_hash));
+    }
+    let created_at = row.created_at;
+    let call_id = row.id.clone();
+    let result = async {
+        insert(&txn, row).await?;
+        idempotency_key::ActiveModel {
+            workspace_id: sea_orm::Set(workspace_id.clone()),
+            key: sea_orm::Set(request.key.clone()),
+            request_hash: sea_orm::Set(request.request_hash.clone()),
+            call_id: sea_orm::Set(call_id),
+            response_status: sea_orm::Set(request.response_status),
+            response_body: sea_orm::Set(request.response_body.clone()),
+            created_at: sea_orm::Set(created_at),
+        }
+        .insert(&txn)
+        .await?;
+        txn.commit().await
+    }
+    .await;
+    match result {
+        Ok(()) => Ok(Creation::Created),
+        // A concurrent request with the same key committed first: answer as it did.
+        Err(e) if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => {
+            match idempotency_key::Entity::find_by_id(id).one(db).await? {
+                Some(existing) => Ok(replay_or_reuse(existing, &request.request_hash)),
+                None => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes Idempotency-Keys created before `before`. Returns how many.
+pub async fn forget_idempotency_keys(db: &impl ConnectionTrait, before: DateTime<Utc>) -> Result<u64, DbErr> {
+    let result =
+        idempotency_key::Entity::delete_many().filter(idempotency_key::Column::CreatedAt.lt(before)).exec(db).await?;
+    Ok(result.rows_affected)
+}
+
+/// Returns the calls the live counters must count: dialing, ringing or in progress.
+pub async fn counted_live(db: &impl ConnectionTrait) -> Result<Vec<call::Model>, DbErr> {
+    call::Entity::find().filter(call::Column::Status.is_in(["dialing", "ringing", "in_progress"])).all(db).await
 }
 
 /// Inserts a new call row.

@@ -213,3 +213,57 @@ pub mod transcript {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// The sandbox carrier's log of the calls it accepted.
+pub mod sandbox_call {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "sandbox_calls")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub sid: String,
+        /// Dialplane's call id, as the engine sent it.
+        pub reference: String,
+        pub kind: String,
+        pub customer_number: String,
+        pub status_callback: String,
+        pub placed_at: DateTimeUtc,
+        /// The time scale the timeline plays at.
+        pub time_scale: f64,
+        /// Sequence of the last callback the engine acknowledged.
+        pub acked_sequence: i32,
+        /// Every callback was acknowledged (or given up on).
+        pub finished: bool,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Idempotency-Key records of call-creating requests, kept at least 24 hours.
+pub mod idempotency_key {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "idempotency_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub workspace_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub key: String,
+        /// SHA-256 of the request's canonical JSON.
+        pub request_hash: String,
+        pub call_id: String,
+        pub response_status: i32,
+        pub response_body: String,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

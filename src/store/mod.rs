@@ -20,16 +20,21 @@ use sea_orm::{
 use entities::setting;
 
 /// Opens the database at `url` and brings its schema up to date.
-pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
-    let db = open(url).await?;
+pub async fn connect(url: &str, acquire_timeout: Duration) -> anyhow::Result<DatabaseConnection> {
+    let db = open_with(url, acquire_timeout).await?;
     Migrator::up(&db, None).await.map_err(|e| anyhow::anyhow!("DATABASE_URL: migrations failed: {e}"))?;
     Ok(db)
 }
 
 /// Opens the database at `url` without migrating it.
 pub async fn open(url: &str) -> anyhow::Result<DatabaseConnection> {
+    open_with(url, Duration::from_secs(10)).await
+}
+
+/// Opens the database at `url`; requests wait at most `acquire_timeout` for a connection.
+pub async fn open_with(url: &str, acquire_timeout: Duration) -> anyhow::Result<DatabaseConnection> {
     let mut options = ConnectOptions::new(url.to_string());
-    options.sqlx_logging(false).acquire_timeout(Duration::from_secs(10));
+    options.sqlx_logging(false).acquire_timeout(acquire_timeout).connect_timeout(acquire_timeout);
     if url.starts_with("sqlite:") {
         // One writer at a time is SQLite's nature; WAL lets readers run beside it and the busy
         // timeout makes writers queue instead of failing.

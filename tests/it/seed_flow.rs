@@ -196,7 +196,7 @@ async fn transcripts_of_other_users_and_unknown_calls_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_graceful_shutdown_leaves_live_calls_live() {
+async fn a_drain_timeout_leaves_live_calls_live() {
     let server = TestServer::start_with(ServerOptions { sandbox_time_scale: 1.0, ..Default::default() }).await;
     let token = server.token().await;
     let call_id = server

@@ -60,17 +60,30 @@ pub fn captured_logs() -> String {
 pub struct ServerOptions {
     pub allow_private_callbacks: bool,
     pub sandbox_time_scale: f64,
+    /// Extra configuration values (they win over the defaults above).
+    pub extra: Vec<(&'static str, String)>,
+    /// Use this database instead of a fresh one.
+    pub database_url: Option<String>,
+    /// Use this Redis instead of `TEST_REDIS_URL` (a proxy in front of it, say).
+    pub redis_url: Option<String>,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        ServerOptions { allow_private_callbacks: true, sandbox_time_scale: 0.0 }
+        ServerOptions {
+            allow_private_callbacks: true,
+            sandbox_time_scale: 0.0,
+            extra: vec![("DIALPLANE_DRAIN_TIMEOUT_S", "0.5".to_string())],
+            database_url: None,
+            redis_url: None,
+        }
     }
 }
 
 /// The whole engine, serving on an ephemeral port.
 pub struct TestServer {
     pub base: String,
+    pub database_url: String,
     pub http: reqwest::Client,
     pub db: DatabaseConnection,
     pub redis: Option<(String, String)>,
@@ -105,9 +118,14 @@ impl TestServer {
         dialplane::install_crypto_provider();
         capture_logs();
         let dir = tempfile::tempdir().unwrap();
-        let database_url = fresh_database(&dir).await;
-        let redis = std::env::var("TEST_REDIS_URL")
-            .ok()
+        let database_url = match options.database_url.clone() {
+            Some(url) => url,
+            None => fresh_database(&dir).await,
+        };
+        let redis = options
+            .redis_url
+            .clone()
+            .or_else(|| std::env::var("TEST_REDIS_URL").ok())
             .filter(|u| !u.is_empty())
             .map(|url| (url, format!("dp_test_{}", dialplane::ids::random_lower_alphanumeric(12))));
         let mut values: HashMap<String, String> = [
@@ -117,6 +135,8 @@ impl TestServer {
             ("DIALPLANE_JWT_SECRET", "test-secret-test-secret-test-secret-0123"),
             ("DIALPLANE_DELIVERY_BACKOFF_SCALE", "0.001"),
             ("DIALPLANE_WATCHDOG_INTERVAL_MS", "50"),
+            ("DIALPLANE_COUNTER_RECONCILE_S", "0.2"),
+            ("DIALPLANE_DB_ACQUIRE_TIMEOUT_S", "2"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -126,6 +146,9 @@ impl TestServer {
         if let Some((url, prefix)) = &redis {
             values.insert("REDIS_URL".into(), url.clone());
             values.insert("DIALPLANE_REDIS_PREFIX".into(), prefix.clone());
+        }
+        for (key, value) in &options.extra {
+            values.insert(key.to_string(), value.clone());
         }
         let config = Config::from_values(&values).expect("test config is valid");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -148,7 +171,7 @@ impl TestServer {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let db = dialplane::store::open(&database_url).await.unwrap();
-        TestServer { base, http, db, redis, shutdown: Some(shutdown), task: Some(task), _dir: dir }
+        TestServer { base, database_url, http, db, redis, shutdown: Some(shutdown), task: Some(task), _dir: dir }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -224,11 +247,16 @@ impl TestServer {
         dialplane::store::users::find_workspace(&self.db, &user.workspace_id).await.unwrap().unwrap().signing_secret
     }
 
-    /// Stops the server and waits for it.
-    pub async fn stop(mut self) {
+    /// Starts a graceful shutdown without waiting for it.
+    pub fn begin_shutdown(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(mut self) {
+        self.begin_shutdown();
         if let Some(task) = self.task.take() {
             let result = tokio::time::timeout(PATIENCE, task).await.expect("server stopped in time").unwrap();
             result.expect("server ran without error");

@@ -10,7 +10,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::{debug, error, warn};
 
 use super::CallRecord;
-use super::fsm::{self, CallState, Effect, Event, Lifecycle, Policy};
+use super::fsm::{self, CallState, Effect, Event, Lifecycle, Policy, StatusAnswer};
 use crate::ports::{CallStore, Carrier, Clock, LiveCounters, Transcriber};
 use crate::supervisor::{CallRegistry, FINISHED};
 
@@ -76,11 +76,13 @@ impl Actor for CallActor {
         myself: ActorRef<CallMessage>,
         s: &mut CallActorState,
     ) -> Result<(), ActorProcessingErr> {
+        let at = s.deps.clock.now();
         if s.state.status == fsm::CallStatus::Queued {
-            let at = s.deps.clock.now();
             apply_and_run(&myself, s, Event::DialStarted { at }).await;
         } else if s.state.is_finished() {
             myself.stop(Some(FINISHED.into()));
+        } else {
+            apply_and_run(&myself, s, Event::Resumed { at }).await;
         }
         Ok(())
     }
@@ -191,6 +193,14 @@ async fn run_effect(myself: &ActorRef<CallMessage>, s: &CallActorState, effect: 
                 let _ = myself.send_message(CallMessage::Apply(event));
             });
         }
+        Effect::FetchStatus => {
+            let myself = myself.clone();
+            let provider_call_id = s.state.provider_call_id.clone();
+            tokio::spawn(async move {
+                let answer = fetch_status(&deps, &record, provider_call_id.as_deref()).await;
+                let _ = myself.send_message(CallMessage::Apply(Event::CarrierStatus { answer, at: deps.clock.now() }));
+            });
+        }
         Effect::Finish => myself.stop(Some(FINISHED.into())),
     }
 }
@@ -212,6 +222,24 @@ async fn fetch_recording(deps: &CallDeps, record: &CallRecord, url: &str) -> Eve
         }
     }
     Event::RecordingFailed { reason: last_error, at: deps.clock.now() }
+}
+
+/// Asks the carrier about the call, retrying while it is unreachable; `Unknown` when it stays so.
+async fn fetch_status(deps: &CallDeps, record: &CallRecord, provider_call_id: Option<&str>) -> StatusAnswer {
+    for attempt in 0..deps.stage_attempts.max(1) {
+        if attempt > 0 {
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+        match deps.carrier.fetch_status(record, provider_call_id).await {
+            Ok(answer) => return answer,
+            Err(e) if e.is_retryable() => warn!(call.id = %record.id, attempt, error = %e, "carrier status unavailable"),
+            Err(e) => {
+                warn!(call.id = %record.id, error = %e, "carrier could not say how the call is");
+                break;
+            }
+        }
+    }
+    StatusAnswer::Unknown
 }
 
 /// Transcribes the stored recording and stores the transcript, retrying what may pass.

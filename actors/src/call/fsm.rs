@@ -215,6 +215,9 @@ pub struct CallState {
     pub transcript: TranscriptStatus,
     /// The provider's error text when the transcript failed.
     pub transcript_error: Option<String>,
+    /// When the engine asked the carrier for the call's status and has no answer yet.
+    #[serde(default)]
+    pub carrier_check_since: Option<Timestamp>,
 }
 
 impl CallState {
@@ -239,6 +242,7 @@ impl CallState {
             recording_source_url: None,
             transcript: if transcript_enabled { TranscriptStatus::Pending } else { TranscriptStatus::Disabled },
             transcript_error: None,
+            carrier_check_since: None,
         }
     }
 
@@ -335,6 +339,27 @@ pub enum Event {
         reason: String,
         at: Timestamp,
     },
+    /// The call's actor was started again after a restart; work that was under way resumes.
+    Resumed {
+        at: Timestamp,
+    },
+    /// The carrier's answer to a status request.
+    CarrierStatus {
+        answer: StatusAnswer,
+        at: Timestamp,
+    },
+}
+
+/// What the carrier said when asked about a call.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StatusAnswer {
+    /// The carrier has no record of the call: it was never placed.
+    NotFound,
+    /// The carrier could not be asked (unreachable, or it does not say).
+    Unknown,
+    /// The carrier knows the call: its id and every status report it has, in any order.
+    Found { provider_call_id: Option<String>, updates: Vec<CarrierUpdate> },
 }
 
 impl Event {
@@ -350,7 +375,9 @@ impl Event {
             | Event::TranscriptReady { at }
             | Event::TranscriptFailed { at, .. }
             | Event::Tick { at }
-            | Event::EngineFailed { at, .. } => *at,
+            | Event::EngineFailed { at, .. }
+            | Event::Resumed { at }
+            | Event::CarrierStatus { at, .. } => *at,
             Event::Carrier(update) => update.at,
         }
     }
@@ -384,6 +411,8 @@ pub enum Effect {
     FetchRecording { url: String },
     /// Transcribe and analyse the stored recording.
     Transcribe,
+    /// Ask the carrier for the call's status (its answer comes back as `Event::CarrierStatus`).
+    FetchStatus,
     /// Nothing is left to do for this call: the actor may stop.
     Finish,
 }
@@ -399,6 +428,8 @@ pub struct Policy {
     pub max_call_duration: Duration,
     /// How long to wait after the end for the recording.
     pub recording_timeout: Duration,
+    /// How long to wait for the carrier's answer to a status request before giving up on the call.
+    pub status_check_timeout: Duration,
 }
 
 impl Default for Policy {
@@ -408,6 +439,7 @@ impl Default for Policy {
             ring_timeout: Duration::seconds(180),
             max_call_duration: Duration::hours(4),
             recording_timeout: Duration::minutes(30),
+            status_check_timeout: Duration::seconds(30),
         }
     }
 }
@@ -448,6 +480,8 @@ pub fn apply(state: &CallState, event: Event, policy: &Policy) -> Result<Transit
     let mut next = state.clone();
     let mut effects = Vec::new();
     let at = event.at();
+    // The watchdog and status checks are the engine's own doing, not news from the call.
+    let is_news = !matches!(event, Event::Tick { .. } | Event::Resumed { .. } | Event::CarrierStatus { .. });
     match event {
         Event::DialStarted { .. } => {
             if state.status != CallStatus::Queued {
@@ -510,6 +544,8 @@ pub fn apply(state: &CallState, event: Event, policy: &Policy) -> Result<Transit
             fail_transcript(&mut next, &mut effects, error);
         }
         Event::Tick { .. } => watchdog(&mut next, &mut effects, policy, at),
+        Event::Resumed { .. } => resume(&mut next, &mut effects),
+        Event::CarrierStatus { answer, .. } => carrier_status(&mut next, &mut effects, answer, policy, at)?,
         Event::EngineFailed { reason, .. } => {
             if !next.is_ended() {
                 end(&mut next, &mut effects, Outcome::Failed, Some(reason.clone()), at);
@@ -522,7 +558,7 @@ pub fn apply(state: &CallState, event: Event, policy: &Policy) -> Result<Transit
             }
         }
     }
-    if !matches!(effects.as_slice(), []) || next != *state {
+    if is_news && (!effects.is_empty() || next != *state) {
         next.last_activity_at = next.last_activity_at.max(at);
     }
     if next.is_finished() && !state.is_finished() {
@@ -674,17 +710,37 @@ fn fail_transcript(next: &mut CallState, effects: &mut Vec<Effect>, error: Strin
     effects.push(Effect::Publish(Lifecycle::TranscriptFailed { error }));
 }
 
-/// Gives up on whatever has been silent for longer than the policy allows.
-fn watchdog(next: &mut CallState, effects: &mut Vec<Effect>, policy: &Policy, at: Timestamp) {
-    let silent_for = at - next.last_activity_at;
-    let timed_out = match next.status {
+/// Returns true when the live call has been silent for longer than the policy allows.
+fn timed_out(state: &CallState, policy: &Policy, at: Timestamp) -> bool {
+    let silent_for = at - state.last_activity_at;
+    match state.status {
         CallStatus::Queued | CallStatus::Dialing => silent_for > policy.dial_timeout,
         CallStatus::Ringing => silent_for > policy.ring_timeout,
-        CallStatus::InProgress => next.answered_at.is_some_and(|from| at - from > policy.max_call_duration),
+        CallStatus::InProgress => state.answered_at.is_some_and(|from| at - from > policy.max_call_duration),
         CallStatus::Ended => false,
-    };
-    if timed_out {
-        end(next, effects, Outcome::Failed, Some("carrier_timeout".to_string()), at);
+    }
+}
+
+/// Returns the reason a call that the carrier cannot account for ends with.
+fn timeout_reason(state: &CallState) -> String {
+    if state.status == CallStatus::InProgress { "max_call_duration" } else { "carrier_timeout" }.to_string()
+}
+
+/// Asks the carrier about a silent call; gives up on it when the carrier does not answer either,
+/// and on a recording that never comes.
+fn watchdog(next: &mut CallState, effects: &mut Vec<Effect>, policy: &Policy, at: Timestamp) {
+    if timed_out(next, policy, at) {
+        match next.carrier_check_since {
+            None => {
+                next.carrier_check_since = Some(at);
+                effects.push(Effect::FetchStatus);
+            }
+            Some(since) if at - since > policy.status_check_timeout => {
+                next.carrier_check_since = None;
+                end(next, effects, Outcome::Failed, Some("carrier_timeout".to_string()), at);
+            }
+            Some(_) => {}
+        }
         return;
     }
     let recording_overdue = next.is_ended()
@@ -696,6 +752,85 @@ fn watchdog(next: &mut CallState, effects: &mut Vec<Effect>, policy: &Policy, at
             fail_transcript(next, effects, "no recording was received from the carrier".to_string());
         }
     }
+}
+
+/// Restarts the work a call had under way when the engine stopped: a live call is checked with the
+/// carrier (callbacks may have been missed), a recording is fetched again, a transcript redone.
+fn resume(next: &mut CallState, effects: &mut Vec<Effect>) {
+    match next.status {
+        CallStatus::Queued => {}
+        CallStatus::Dialing | CallStatus::Ringing | CallStatus::InProgress => {
+            effects.push(Effect::FetchStatus);
+        }
+        CallStatus::Ended => {
+            if next.recording == RecordingStatus::Pending
+                && let Some(url) = &next.recording_source_url
+            {
+                effects.push(Effect::FetchRecording { url: url.clone() });
+            }
+            if next.recording == RecordingStatus::Ready && next.transcript == TranscriptStatus::Processing {
+                effects.push(Effect::Transcribe);
+            }
+        }
+    }
+}
+
+/// Applies the carrier's answer to a status request.
+fn carrier_status(
+    next: &mut CallState,
+    effects: &mut Vec<Effect>,
+    answer: StatusAnswer,
+    policy: &Policy,
+    at: Timestamp,
+) -> Result<(), InvalidTransition> {
+    let was_checking = next.carrier_check_since.take().is_some();
+    if next.is_ended() {
+        // Only a recording the callbacks never announced is still of interest.
+        if let StatusAnswer::Found { updates, .. } = answer {
+            let mut changed = false;
+            for update in updates {
+                changed |= apply_carrier(next, effects, update).is_ok();
+            }
+            if changed {
+                return Ok(());
+            }
+        }
+        return if was_checking { Ok(()) } else { Err(InvalidTransition::AlreadyEnded) };
+    }
+    match answer {
+        StatusAnswer::NotFound => {
+            let reason = if next.status <= CallStatus::Dialing && next.provider_call_id.is_none() {
+                "not_placed"
+            } else {
+                "carrier_timeout"
+            };
+            end(next, effects, Outcome::Failed, Some(reason.to_string()), at);
+        }
+        StatusAnswer::Unknown => {
+            if timed_out(next, policy, at) {
+                let reason = timeout_reason(next);
+                end(next, effects, Outcome::Failed, Some(reason), at);
+            }
+        }
+        StatusAnswer::Found { provider_call_id, mut updates } => {
+            if next.provider_call_id.is_none() {
+                next.provider_call_id = provider_call_id;
+            }
+            updates.sort_by_key(|update| update.sequence);
+            let mut changed = false;
+            for update in updates {
+                changed |= apply_carrier(next, effects, update).is_ok();
+            }
+            if changed {
+                next.last_activity_at = next.last_activity_at.max(at);
+            }
+            if !next.is_ended() && timed_out(next, policy, at) {
+                let reason = timeout_reason(next);
+                end(next, effects, Outcome::Failed, Some(reason), at);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn seconds_between(from: Timestamp, to: Timestamp) -> u32 {

@@ -92,7 +92,17 @@ fn named_events() -> Vec<(&'static str, Event)> {
         ("transcript_failed", Event::TranscriptFailed { error: "401".into(), at: t(100) }),
         ("tick", Event::Tick { at: t(100) }),
         ("engine_failed", Event::EngineFailed { reason: "engine_error".into(), at: t(100) }),
+        ("resumed", Event::Resumed { at: t(100) }),
+        ("status_not_found", Event::CarrierStatus { answer: StatusAnswer::NotFound, at: t(100) }),
+        ("status_unknown", Event::CarrierStatus { answer: StatusAnswer::Unknown, at: t(100) }),
+        ("status_completed", Event::CarrierStatus { answer: found_completed(100), at: t(100) }),
     ]
+}
+
+/// The carrier's answer about a call it saw complete.
+fn found_completed(at: i64) -> StatusAnswer {
+    let Event::Carrier(update) = update(5, Leg::Customer, LegStatus::Completed, at) else { unreachable!() };
+    StatusAnswer::Found { provider_call_id: Some("SB1".into()), updates: vec![update] }
 }
 
 /// Expected (status after, outcome after) or `None` for "rejected", per state × event.
@@ -126,6 +136,12 @@ fn expected(state: &str, event: &str) -> Option<(&'static str, Option<Outcome>)>
         (_, "tick") => Some((state_status(state), state_outcome(state))),
         ("ended" | "finished", "engine_failed") => ended_completed,
         (_, "engine_failed") => Some(("ended", Some(Failed))),
+        // Resuming never changes where a call is; it only restarts work.
+        (_, "resumed") => Some((state_status(state), state_outcome(state))),
+        ("queued" | "dialing" | "ringing" | "in_progress", "status_not_found") => Some(("ended", Some(Failed))),
+        ("queued" | "dialing" | "ringing" | "in_progress", "status_unknown") => Some((state_status(state), None)),
+        ("queued" | "dialing" | "ringing" | "in_progress", "status_completed") => ended_completed,
+        ("ended" | "finished", "status_not_found" | "status_unknown" | "status_completed") => None,
         _ => unreachable!("no expectation for {state} × {event}"),
     }
 }
@@ -253,17 +269,57 @@ fn agent_call_ignores_the_agent_leg() {
 }
 
 #[test]
-fn watchdog_ends_a_silent_call_with_carrier_timeout() {
+fn watchdog_asks_the_carrier_then_ends_a_silent_call_with_carrier_timeout() {
     let policy = Policy::default();
     let (state, _) =
         run(new_call(false), [Event::DialStarted { at: t(0) }, update(1, Leg::Agent, LegStatus::Ringing, 1)]);
     let quiet = apply(&state, Event::Tick { at: t(60) }, &policy).unwrap();
     assert_eq!(quiet.next, state);
     assert!(quiet.effects.is_empty());
+
     let late = t(1) + policy.ring_timeout + Duration::seconds(1);
-    let transition = apply(&state, Event::Tick { at: late }, &policy).unwrap();
-    assert_eq!(transition.next.outcome, Some(Outcome::Failed));
-    assert_eq!(transition.next.reason.as_deref(), Some("carrier_timeout"));
+    let asked = apply(&state, Event::Tick { at: late }, &policy).unwrap();
+    assert_eq!(asked.effects, vec![Effect::FetchStatus], "the carrier is asked first");
+    assert_eq!(asked.next.status, CallStatus::Ringing);
+    let again = apply(&asked.next, Event::Tick { at: late + Duration::seconds(1) }, &policy).unwrap();
+    assert!(again.effects.is_empty(), "asked once");
+
+    // The carrier cannot say: the call ends failed, carrier_timeout.
+    let unknown = apply(&asked.next, Event::CarrierStatus { answer: StatusAnswer::Unknown, at: late }, &policy).unwrap();
+    assert_eq!(unknown.next.outcome, Some(Outcome::Failed));
+    assert_eq!(unknown.next.reason.as_deref(), Some("carrier_timeout"));
+    // The carrier never answers: the same, once the check itself times out.
+    let never = late + policy.status_check_timeout + Duration::seconds(1);
+    let silent = apply(&asked.next, Event::Tick { at: never }, &policy).unwrap();
+    assert_eq!(silent.next.reason.as_deref(), Some("carrier_timeout"));
+    // The carrier knows how it ended: that is how it ends.
+    let found = apply(&asked.next, Event::CarrierStatus { answer: found_completed(90), at: late }, &policy).unwrap();
+    assert_eq!(found.next.outcome, Some(Outcome::Completed));
+}
+
+#[test]
+fn a_call_the_carrier_never_received_ends_not_placed() {
+    let (dialing, _) = run(new_call(true), [Event::DialStarted { at: t(0) }]);
+    let (state, effects) = run(dialing.clone(), [Event::Resumed { at: t(5) }]);
+    assert_eq!(effects, vec![Effect::FetchStatus], "a resumed live call is checked with the carrier");
+    let (state, effects) = run(state, [Event::CarrierStatus { answer: StatusAnswer::NotFound, at: t(6) }]);
+    assert_eq!(state.outcome, Some(Outcome::Failed));
+    assert_eq!(state.reason.as_deref(), Some("not_placed"));
+    assert!(!effects.contains(&Effect::PlaceCall), "never dialed twice");
+    // Still unknown: the call waits, it is neither re-dialed nor failed.
+    let (state, effects) = run(dialing, [Event::CarrierStatus { answer: StatusAnswer::Unknown, at: t(6) }]);
+    assert_eq!(state.status, CallStatus::Dialing);
+    assert!(effects.is_empty());
+}
+
+#[test]
+fn resumed_post_call_stages_run_again() {
+    let (ended, _) = run(new_call(true), [Event::DialStarted { at: t(0) }].into_iter().chain(completed_trace()));
+    let (_, effects) = run(ended.clone(), [Event::Resumed { at: t(70) }]);
+    assert_eq!(effects, vec![Effect::FetchRecording { url: "http://carrier/rec.wav".into() }]);
+    let (stored, _) = run(ended, [Event::RecordingStored { at: t(62) }]);
+    let (_, effects) = run(stored, [Event::Resumed { at: t(70) }]);
+    assert_eq!(effects, vec![Effect::Transcribe]);
 }
 
 #[test]
@@ -307,6 +363,10 @@ fn arb_event() -> impl Strategy<Value = Event> {
         1 => (0i64..500).prop_map(|at| Event::TranscriptFailed { error: "x".into(), at: t(at) }),
         1 => (0i64..100_000).prop_map(|at| Event::Tick { at: t(at) }),
         1 => (0i64..500).prop_map(|at| Event::EngineFailed { reason: "x".into(), at: t(at) }),
+        1 => (0i64..500).prop_map(|at| Event::Resumed { at: t(at) }),
+        1 => (0i64..500).prop_map(|at| Event::CarrierStatus { answer: StatusAnswer::NotFound, at: t(at) }),
+        1 => (0i64..100_000).prop_map(|at| Event::CarrierStatus { answer: StatusAnswer::Unknown, at: t(at) }),
+        1 => (0i64..500).prop_map(|at| Event::CarrierStatus { answer: found_completed(at), at: t(at) }),
     ]
 }
 

@@ -1,0 +1,197 @@
+//! Supervision under failure: a call actor that panics fails only its own call, which still gets
+//! exactly one terminal event; the supervisor and the other calls carry on.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+
+use super::*;
+use crate::CallType;
+use crate::call::fsm::{CallStatus, CarrierUpdate, Leg, LegStatus, Outcome, Policy, StatusAnswer};
+use crate::ports::*;
+
+struct FakeCarrier;
+
+#[async_trait]
+impl Carrier for FakeCarrier {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+    async fn place_call(&self, call: &CallRecord) -> Result<PlacedCall, CarrierError> {
+        Ok(PlacedCall { provider_call_id: format!("P-{}", call.id) })
+    }
+    async fn fetch_recording(&self, _url: &str) -> Result<Recording, CarrierError> {
+        Err(CarrierError::Rejected("no recordings here".into()))
+    }
+    async fn fetch_status(&self, _call: &CallRecord, _id: Option<&str>) -> Result<StatusAnswer, CarrierError> {
+        Ok(StatusAnswer::Unknown)
+    }
+}
+
+/// Keeps the last state and every published event per call; panics on one call's first ringing.
+#[derive(Default)]
+struct FakeStore {
+    calls: Mutex<HashMap<String, (CallRecord, CallState, Vec<Lifecycle>)>>,
+}
+
+#[async_trait]
+impl CallStore for FakeStore {
+    async fn commit(&self, call: &CallRecord, state: &CallState, published: &[Lifecycle]) -> Result<(), StoreError> {
+        if call.id == "call_panics" && state.status == CallStatus::Ringing {
+            panic!("a bug in the store adapter");
+        }
+        let mut calls = self.calls.lock().unwrap();
+        let entry = calls.entry(call.id.clone()).or_insert_with(|| (call.clone(), state.clone(), Vec::new()));
+        entry.1 = state.clone();
+        entry.2.extend_from_slice(published);
+        Ok(())
+    }
+    async fn load_state(&self, call_id: &str) -> Result<Option<(CallRecord, CallState)>, StoreError> {
+        Ok(self.calls.lock().unwrap().get(call_id).map(|(r, s, _)| (r.clone(), s.clone())))
+    }
+    async fn save_recording(&self, _call: &CallRecord, _recording: &Recording) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn load_recording(&self, _call_id: &str) -> Result<Option<Recording>, StoreError> {
+        Ok(None)
+    }
+    async fn save_transcript(&self, _call: &CallRecord, _transcript: &Transcript) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct FakeCounters {
+    live: Mutex<HashSet<String>>,
+}
+
+#[async_trait]
+impl LiveCounters for FakeCounters {
+    async fn call_started(&self, call: &CallRecord) -> Result<(), CounterError> {
+        self.live.lock().unwrap().insert(call.id.clone());
+        Ok(())
+    }
+    async fn call_ended(&self, call: &CallRecord) -> Result<(), CounterError> {
+        self.live.lock().unwrap().remove(&call.id);
+        Ok(())
+    }
+    async fn live_calls(&self, _scope: &str) -> Result<u64, CounterError> {
+        Ok(self.live.lock().unwrap().len() as u64)
+    }
+    async fn reconcile(&self, live: &[CallRecord]) -> Result<(), CounterError> {
+        *self.live.lock().unwrap() = live.iter().map(|c| c.id.clone()).collect();
+        Ok(())
+    }
+}
+
+struct NoTranscriber;
+
+#[async_trait]
+impl Transcriber for NoTranscriber {
+    async fn transcribe(&self, _call: &CallRecord, _recording: &Recording) -> Result<Transcript, TranscriptionError> {
+        Err(TranscriptionError { message: "none".into(), retryable: false })
+    }
+}
+
+fn record(id: &str) -> CallRecord {
+    CallRecord {
+        id: id.into(),
+        workspace_id: "ws".into(),
+        user_id: "usr".into(),
+        call_type: CallType::ClickToCall,
+        customer_number: "919999999999".into(),
+        agent_number: "918888888888".into(),
+        did: None,
+        carrier: "fake".into(),
+        transcript_enabled: false,
+        transcript_language: None,
+        agent_config: serde_json::json!({}),
+    }
+}
+
+fn carrier_update(sequence: u64, leg: Leg, status: LegStatus) -> Event {
+    Event::Carrier(CarrierUpdate {
+        sequence,
+        leg,
+        status,
+        at: Utc::now(),
+        duration_s: None,
+        answer_duration_s: None,
+        recording_url: None,
+    })
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_call_fails_alone_with_one_terminal_event() {
+    let store = Arc::new(FakeStore::default());
+    let counters = Arc::new(FakeCounters::default());
+    let registry = Arc::new(CallRegistry::default());
+    let deps = Arc::new(CallDeps {
+        carrier: Arc::new(FakeCarrier),
+        store: store.clone(),
+        counters: counters.clone(),
+        transcriber: Arc::new(NoTranscriber),
+        clock: Arc::new(SystemClock),
+        registry: registry.clone(),
+        policy: Policy::default(),
+        watchdog_interval: Duration::from_millis(50),
+        stage_attempts: 1,
+    });
+    let (root, handle) = RootSupervisor::start(deps).await.unwrap();
+    let at = Utc::now();
+    for id in ["call_panics", "call_survives"] {
+        assert!(handle.start_call(record(id), CallState::new(CallType::ClickToCall, false, at)));
+    }
+    let status = |id: &str| store.calls.lock().unwrap().get(id).map(|(_, s, _)| s.clone());
+    eventually("both calls dialing", || {
+        ["call_panics", "call_survives"].iter().all(|id| status(id).is_some_and(|s| s.provider_call_id.is_some()))
+    })
+    .await;
+
+    for id in ["call_panics", "call_survives"] {
+        assert!(registry.deliver(id, carrier_update(1, Leg::Agent, LegStatus::Ringing)));
+    }
+    eventually("the panicking call to end", || status("call_panics").is_some_and(|s| s.is_ended())).await;
+    let failed = status("call_panics").unwrap();
+    assert_eq!(failed.outcome, Some(Outcome::Failed));
+    assert_eq!(failed.reason.as_deref(), Some("engine_error"));
+    let ended_events = |id: &str| {
+        store.calls.lock().unwrap()[id].2.iter().filter(|l| matches!(l, Lifecycle::Ended { .. })).count()
+    };
+    assert_eq!(ended_events("call_panics"), 1);
+    eventually("the dead actor to leave the registry", || registry.get("call_panics").is_none()).await;
+
+    // The supervisor and the other call carry on.
+    for (sequence, leg, leg_status) in [
+        (2, Leg::Agent, LegStatus::Answered),
+        (3, Leg::Customer, LegStatus::Ringing),
+        (4, Leg::Customer, LegStatus::Answered),
+        (5, Leg::Customer, LegStatus::Completed),
+    ] {
+        assert!(registry.deliver("call_survives", carrier_update(sequence, leg, leg_status)));
+    }
+    eventually("the other call to complete", || status("call_survives").is_some_and(|s| s.is_ended())).await;
+    assert_eq!(status("call_survives").unwrap().outcome, Some(Outcome::Completed));
+    assert_eq!(ended_events("call_survives"), 1);
+    assert!(handle.start_call(record("call_after"), CallState::new(CallType::ClickToCall, false, Utc::now())));
+    eventually("a new call to start", || status("call_after").is_some()).await;
+    eventually("live counters to forget ended calls", || {
+        let live = counters.live.lock().unwrap();
+        !live.contains("call_panics") && !live.contains("call_survives")
+    })
+    .await;
+    RootSupervisor::shutdown(root, &handle).await;
+}
