@@ -132,7 +132,7 @@ impl TestServer {
             ("DATABASE_URL", database_url.as_str()),
             ("DIALPLANE_ADMIN_EMAIL", EMAIL),
             ("DIALPLANE_ADMIN_PASSWORD", PASSWORD),
-            ("DIALPLANE_JWT_SECRET", "test-secret-test-secret-test-secret-0123"),
+            ("DIALPLANE_JWT_SECRET", JWT_SECRET),
             ("DIALPLANE_DELIVERY_BACKOFF_SCALE", "0.001"),
             ("DIALPLANE_WATCHDOG_INTERVAL_MS", "50"),
             ("DIALPLANE_COUNTER_RECONCILE_S", "0.2"),
@@ -372,3 +372,68 @@ pub fn seed_request(customer_number: &str, callback_url: &str) -> Value {
         "transcript_language": "hi"
     })
 }
+
+/// A TCP proxy the test can cut (every connection dropped, new ones refused) and restore, to
+/// take PostgreSQL or Redis away from a server without touching the real service.
+pub struct CuttableProxy {
+    pub port: u16,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    connections: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl CuttableProxy {
+    pub async fn start(upstream: std::net::SocketAddr) -> CuttableProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let connections: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let (c, conns) = (cut.clone(), connections.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else { return };
+                if c.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = outbound.set_nodelay(true);
+                        let _ = inbound.set_nodelay(true);
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                conns.lock().unwrap().push(task);
+            }
+        });
+        CuttableProxy { port, cut, connections }
+    }
+
+    /// Drops every connection and refuses new ones.
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for task in self.connections.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Waits until `check` passes, polling.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = tokio::time::Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < PATIENCE * 3, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The JWT secret test servers use; the sandbox callback key derives from it.
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
