@@ -265,7 +265,8 @@ async fn maintain(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
         }
         match store::calls::counted_live(&app.db).await {
             Ok(rows) => {
-                let live: Vec<_> = rows.iter().filter_map(|row| store::calls::record_of(row).ok().map(|(record, _)| record)).collect();
+                let live: Vec<_> =
+                    rows.iter().filter_map(|row| store::calls::record_of(row).ok().map(|(record, _)| record)).collect();
                 if let Err(e) = app.counters.reconcile(&live).await {
                     warn!(error = %e, "live counters could not be reconciled");
                 }

@@ -62,7 +62,11 @@ pub trait Carrier: Send + Sync + 'static {
     async fn fetch_recording(&self, url: &str) -> Result<Recording, CarrierError>;
     /// Asks the carrier what it knows of a call: by its id when known, else by Dialplane's call id
     /// (a call whose placement was cut short may be known to the carrier and not to us).
-    async fn fetch_status(&self, call: &CallRecord, provider_call_id: Option<&str>) -> Result<StatusAnswer, CarrierError>;
+    async fn fetch_status(
+        &self,
+        call: &CallRecord,
+        provider_call_id: Option<&str>,
+    ) -> Result<StatusAnswer, CarrierError>;
 }
 
 /// Why the store failed. Always worth a retry: the database may come back.

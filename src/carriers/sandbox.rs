@@ -62,7 +62,11 @@ pub enum CallbackError {
 }
 
 /// Verifies and parses a status callback into the callback and the update it carries.
-pub fn parse_status_callback(key: &[u8], body: &[u8], signature: Option<&str>) -> Result<(StatusCallback, CarrierUpdate), CallbackError> {
+pub fn parse_status_callback(
+    key: &[u8],
+    body: &[u8],
+    signature: Option<&str>,
+) -> Result<(StatusCallback, CarrierUpdate), CallbackError> {
     let signature = signature.and_then(|s| hex::decode(s.trim()).ok()).ok_or(CallbackError::BadSignature)?;
     if !signing::verify_hmac_sha256(key, body, &signature) {
         return Err(CallbackError::BadSignature);
@@ -190,7 +194,11 @@ impl Carrier for SandboxCarrier {
         Ok(Recording { content_type, bytes: bytes.to_vec() })
     }
 
-    async fn fetch_status(&self, call: &CallRecord, provider_call_id: Option<&str>) -> Result<StatusAnswer, CarrierError> {
+    async fn fetch_status(
+        &self,
+        call: &CallRecord,
+        provider_call_id: Option<&str>,
+    ) -> Result<StatusAnswer, CarrierError> {
         let lookup = provider_call_id.unwrap_or(&call.id);
         let response = self
             .http
@@ -213,7 +221,12 @@ impl Carrier for SandboxCarrier {
         if report.reference != call.id {
             return Err(CarrierError::Protocol("the sandbox answered about another call".to_string()));
         }
-        let updates = report.updates.iter().map(to_update).collect::<Result<Vec<_>, _>>().map_err(|e| CarrierError::Protocol(e.to_string()))?;
+        let updates = report
+            .updates
+            .iter()
+            .map(to_update)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| CarrierError::Protocol(e.to_string()))?;
         Ok(StatusAnswer::Found { provider_call_id: Some(report.sid), updates })
     }
 }

@@ -23,7 +23,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::{debug, warn};
@@ -48,7 +50,9 @@ pub enum Scenario {
     },
     AgentNoAnswer,
     /// Accepted, then silent: no callback ever comes (the carrier lost track of the call).
-    Silent { talk_s: u32 },
+    Silent {
+        talk_s: u32,
+    },
 }
 
 /// Returns the scripted scenario of a customer number.
@@ -223,7 +227,13 @@ pub struct SandboxNetwork {
 
 impl SandboxNetwork {
     /// Builds the network; recordings are served under `public_base`.
-    pub fn new(db: DatabaseConnection, callback_key: Vec<u8>, api_key: String, time_scale: f64, public_base: &str) -> anyhow::Result<Self> {
+    pub fn new(
+        db: DatabaseConnection,
+        callback_key: Vec<u8>,
+        api_key: String,
+        time_scale: f64,
+        public_base: &str,
+    ) -> anyhow::Result<Self> {
         Ok(SandboxNetwork {
             db,
             http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?,
@@ -245,13 +255,22 @@ impl SandboxNetwork {
     /// Accepts a call (durably, before answering) and starts its timeline, or refuses it.
     pub async fn place(self: &Arc<Self>, request: PlaceCallRequest) -> Result<PlaceCallResponse, Refusal> {
         if !matches!(request.kind.as_str(), "click_to_call" | "agent") {
-            return Err(Refusal { status: 400, body: json!({ "code": 21201, "message": format!("unknown kind {:?}", request.kind) }) });
+            return Err(Refusal {
+                status: 400,
+                body: json!({ "code": 21201, "message": format!("unknown kind {:?}", request.kind) }),
+            });
         }
         if url::Url::parse(&request.status_callback).is_err() {
-            return Err(Refusal { status: 400, body: json!({ "code": 21609, "message": "status_callback is not a URL" }) });
+            return Err(Refusal {
+                status: 400,
+                body: json!({ "code": 21609, "message": "status_callback is not a URL" }),
+            });
         }
         if scenario_for(&request.to) == Scenario::Rejected {
-            return Err(Refusal { status: 400, body: json!({ "code": 13224, "message": "The number is not reachable" }) });
+            return Err(Refusal {
+                status: 400,
+                body: json!({ "code": 13224, "message": "The number is not reachable" }),
+            });
         }
         let row = sandbox_call::Model {
             sid: format!("SB{}", ids::random_lower_alphanumeric(32)),
@@ -297,10 +316,13 @@ impl SandboxNetwork {
             sequence: index as u64 + 1,
             leg: step.leg.to_string(),
             status: step.status.to_string(),
-            timestamp: row.placed_at + chrono::Duration::milliseconds((f64::from(step.at_s) * row.time_scale * 1000.0) as i64),
+            timestamp: row.placed_at
+                + chrono::Duration::milliseconds((f64::from(step.at_s) * row.time_scale * 1000.0) as i64),
             duration: step.duration,
             answer_duration: step.answer_duration,
-            recording_url: step.recording.then(|| format!("{}/sandbox/v1/recordings/{}.wav", self.public_base, row.sid)),
+            recording_url: step
+                .recording
+                .then(|| format!("{}/sandbox/v1/recordings/{}.wav", self.public_base, row.sid)),
         }
     }
 
@@ -328,7 +350,9 @@ impl SandboxNetwork {
     /// Returns the WAV of an answered call.
     pub async fn recording(&self, sid: &str) -> Result<Option<Vec<u8>>, sea_orm::DbErr> {
         let row = sandbox_call::Entity::find_by_id(sid.to_string()).one(&self.db).await?;
-        Ok(row.and_then(|row| recording_script(&row.kind, scenario_for(&row.customer_number))).map(|script| wav(&script)))
+        Ok(row
+            .and_then(|row| recording_script(&row.kind, scenario_for(&row.customer_number)))
+            .map(|script| wav(&script)))
     }
 
     /// Posts the callbacks not yet acknowledged, each at its time on the call's timeline.
@@ -339,7 +363,8 @@ impl SandboxNetwork {
             if sequence <= row.acked_sequence {
                 continue;
             }
-            let due = row.placed_at + chrono::Duration::milliseconds((f64::from(step.at_s) * row.time_scale * 1000.0) as i64);
+            let due =
+                row.placed_at + chrono::Duration::milliseconds((f64::from(step.at_s) * row.time_scale * 1000.0) as i64);
             if let Ok(wait) = (due - Utc::now()).to_std() {
                 tokio::time::sleep(wait).await;
             }

@@ -184,7 +184,8 @@ pub async fn click2call(
         warn!(error = %e, "live counters unavailable; refusing new calls");
         return Err(ApiError::Unavailable("Live-call counters unavailable, retry later".to_string()));
     }
-    let call_type = if request.agent_number.starts_with("AGT_") { CallType::AgentTelephony } else { CallType::ClickToCall };
+    let call_type =
+        if request.agent_number.starts_with("AGT_") { CallType::AgentTelephony } else { CallType::ClickToCall };
     let record = CallRecord {
         id: ids::new_call_id(),
         workspace_id: user.workspace_id.clone(),

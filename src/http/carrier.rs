@@ -87,12 +87,17 @@ pub async fn sandbox_recording(
         return Err(ApiError::Unauthenticated);
     }
     let sid = file.strip_suffix(".wav").unwrap_or(&file);
-    let bytes = app.sandbox.recording(sid).await?.ok_or_else(|| ApiError::NotFound("Recording not found".to_string()))?;
+    let bytes =
+        app.sandbox.recording(sid).await?.ok_or_else(|| ApiError::NotFound("Recording not found".to_string()))?;
     Ok(audio(bytes, "audio/wav"))
 }
 
 /// `GET /sandbox/v1/calls/{sid or reference}`: the sandbox carrier's status of a call.
-pub async fn sandbox_call_status(app: Arc<App>, authorization: Option<String>, lookup: String) -> Result<Response, ApiError> {
+pub async fn sandbox_call_status(
+    app: Arc<App>,
+    authorization: Option<String>,
+    lookup: String,
+) -> Result<Response, ApiError> {
     if !app.sandbox.authorized(authorization.as_deref()) {
         return Err(ApiError::Unauthenticated);
     }

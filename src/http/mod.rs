@@ -103,7 +103,9 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
             .and(warp::get())
             .and(with_app(app.clone()))
             .and(authorization())
-            .then(|lookup, app, auth| timed("/sandbox/v1/calls/{sid}", "GET", carrier::sandbox_call_status(app, auth, lookup))))
+            .then(|lookup, app, auth| {
+                timed("/sandbox/v1/calls/{sid}", "GET", carrier::sandbox_call_status(app, auth, lookup))
+            }))
         .unify()
         .or(warp::path!("sandbox" / "v1" / "recordings" / String)
             .and(warp::get())

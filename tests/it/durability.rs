@@ -59,8 +59,10 @@ async fn idempotency_keys_replay_refuse_and_never_double_a_call() {
         .buffer_unordered(50)
         .collect()
         .await;
-    let call_ids: std::collections::HashSet<_> =
-        answers.iter().map(|(status, body, _)| (*status, body["data"]["call_id"].as_str().unwrap().to_string())).collect();
+    let call_ids: std::collections::HashSet<_> = answers
+        .iter()
+        .map(|(status, body, _)| (*status, body["data"]["call_id"].as_str().unwrap().to_string()))
+        .collect();
     assert_eq!(call_ids.len(), 1, "{call_ids:?}");
     assert_eq!(answers.iter().filter(|(_, _, replayed)| !replayed).count(), 1);
     let (_, recent) = server.get_json("/api/calls/recent", Some(&token)).await;
@@ -103,13 +105,17 @@ async fn duplicated_and_shuffled_callbacks_end_every_call_once() {
     // Silent sandbox calls: the carrier takes them and leaves the callbacks to this test.
     let ids: Vec<String> = futures::stream::iter(0..CALLS)
         .map(|_| {
-            server.click2call(&token, json!({"customer_number": "919999990006", "agent_number": "918888888888", "did": "919484956750"}))
+            server.click2call(
+                &token,
+                json!({"customer_number": "919999990006", "agent_number": "918888888888", "did": "919484956750"}),
+            )
         })
         .buffer_unordered(16)
         .collect()
         .await;
     eventually("every call placed", || async {
-        call::Entity::find().filter(call::Column::ProviderCallId.is_not_null()).count(&server.db).await.unwrap() as usize
+        call::Entity::find().filter(call::Column::ProviderCallId.is_not_null()).count(&server.db).await.unwrap()
+            as usize
             == CALLS
     })
     .await;
@@ -148,7 +154,11 @@ async fn duplicated_and_shuffled_callbacks_end_every_call_once() {
     let statuses: Vec<u16> = futures::stream::iter(bodies)
         .map(|body| {
             let signature = hex::encode(dialplane::signing::hmac_sha256(&key, body.as_bytes()));
-            let request = server.http.post(server.url("/providers/sandbox/status")).header("x-sandbox-signature", signature).body(body);
+            let request = server
+                .http
+                .post(server.url("/providers/sandbox/status"))
+                .header("x-sandbox-signature", signature)
+                .body(body);
             async move { request.send().await.unwrap().status().as_u16() }
         })
         .buffer_unordered(32)
@@ -169,13 +179,15 @@ async fn duplicated_and_shuffled_callbacks_end_every_call_once() {
         assert_eq!(row.recording_status, "ready");
     }
     for kind in ["call.ringing", "call.answered", "call.ended", "recording.ready", "transcript.disabled"] {
-        let count = call_event::Entity::find().filter(call_event::Column::Kind.eq(kind)).count(&server.db).await.unwrap();
+        let count =
+            call_event::Entity::find().filter(call_event::Column::Kind.eq(kind)).count(&server.db).await.unwrap();
         assert_eq!(count as usize, CALLS, "{kind} is emitted once per call");
     }
     if let Some((url, prefix)) = &server.redis {
         let client = redis::Client::open(url.as_str()).unwrap();
         let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-        let live: u64 = redis::cmd("SCARD").arg(format!("{prefix}:live:all")).query_async(&mut connection).await.unwrap();
+        let live: u64 =
+            redis::cmd("SCARD").arg(format!("{prefix}:live:all")).query_async(&mut connection).await.unwrap();
         assert_eq!(live, 0);
     }
     server.stop().await;
@@ -196,7 +208,8 @@ async fn a_redis_outage_refuses_new_calls_and_counters_are_rebuilt() {
     let before = server.click2call(&token, body.clone()).await;
 
     proxy.cut();
-    let response = server.http.post(server.url("/api/calls/click2call")).bearer_auth(&token).json(&body).send().await.unwrap();
+    let response =
+        server.http.post(server.url("/api/calls/click2call")).bearer_auth(&token).json(&body).send().await.unwrap();
     assert_eq!(response.status(), 503);
     assert!(response.headers().get("retry-after").is_some());
     let (_, recent) = server.get_json("/api/calls/recent", Some(&token)).await;
@@ -250,14 +263,20 @@ async fn a_database_outage_answers_503_and_the_pool_recovers() {
     let response = server.http.get(server.url("/api/calls/recent")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "5");
-    let response = server.http.post(server.url("/api/calls/click2call")).bearer_auth(&token)
+    let response = server
+        .http
+        .post(server.url("/api/calls/click2call"))
+        .bearer_auth(&token)
         .json(&json!({"customer_number": "919999999999", "agent_number": "918888888888", "did": "919484956750"}))
-        .send().await.unwrap();
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 503);
     assert_eq!(server.get_json("/readiness", None).await.0, 503);
 
     proxy.restore();
-    eventually("the pool to recover", || async { server.get_json("/api/calls/recent", Some(&token)).await.0 == 200 }).await;
+    eventually("the pool to recover", || async { server.get_json("/api/calls/recent", Some(&token)).await.0 == 200 })
+        .await;
     assert_eq!(server.get_json("/readiness", None).await.0, 200);
     let (_, recent) = server.get_json("/api/calls/recent", Some(&token)).await;
     assert_eq!(recent["data"]["total"], 0, "no call was written during the outage");
@@ -281,7 +300,11 @@ async fn a_graceful_shutdown_drains_live_calls() {
     server.begin_shutdown();
     eventually("readiness to fail", || async { server.get_json("/readiness", None).await.0 == 503 }).await;
     let (status, _) = server
-        .post_json("/api/calls/click2call", Some(&token), &json!({"customer_number": "919999999999", "agent_number": "918888888888", "did": "919484956750"}))
+        .post_json(
+            "/api/calls/click2call",
+            Some(&token),
+            &json!({"customer_number": "919999999999", "agent_number": "918888888888", "did": "919484956750"}),
+        )
         .await;
     assert_eq!(status, 503, "no new calls while draining");
 

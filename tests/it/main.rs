@@ -5,6 +5,7 @@
 mod api_errors;
 mod callbacks;
 mod cli;
+mod crash;
 mod durability;
 mod ops;
 mod recent;

@@ -83,7 +83,6 @@ impl Default for ServerOptions {
 /// The whole engine, serving on an ephemeral port.
 pub struct TestServer {
     pub base: String,
-    pub database_url: String,
     pub http: reqwest::Client,
     pub db: DatabaseConnection,
     pub redis: Option<(String, String)>,
@@ -94,7 +93,7 @@ pub struct TestServer {
 
 /// Returns a database URL of a fresh database: a SQLite file in `dir`, or a new PostgreSQL
 /// database next to `TEST_DATABASE_URL`.
-async fn fresh_database(dir: &tempfile::TempDir) -> String {
+pub async fn fresh_database(dir: &tempfile::TempDir) -> String {
     match std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) {
         None => format!("sqlite://{}?mode=rwc", dir.path().join("dialplane.db").display()),
         Some(admin_url) => {
@@ -171,7 +170,7 @@ impl TestServer {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let db = dialplane::store::open(&database_url).await.unwrap();
-        TestServer { base, database_url, http, db, redis, shutdown: Some(shutdown), task: Some(task), _dir: dir }
+        TestServer { base, http, db, redis, shutdown: Some(shutdown), task: Some(task), _dir: dir }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -232,7 +232,9 @@ async fn fetch_status(deps: &CallDeps, record: &CallRecord, provider_call_id: Op
         }
         match deps.carrier.fetch_status(record, provider_call_id).await {
             Ok(answer) => return answer,
-            Err(e) if e.is_retryable() => warn!(call.id = %record.id, attempt, error = %e, "carrier status unavailable"),
+            Err(e) if e.is_retryable() => {
+                warn!(call.id = %record.id, attempt, error = %e, "carrier status unavailable")
+            }
             Err(e) => {
                 warn!(call.id = %record.id, error = %e, "carrier could not say how the call is");
                 break;

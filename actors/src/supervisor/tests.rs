@@ -31,10 +31,13 @@ impl Carrier for FakeCarrier {
     }
 }
 
+/// A call as the fake store keeps it: its record, last state and every event it published.
+type StoredCall = (CallRecord, CallState, Vec<Lifecycle>);
+
 /// Keeps the last state and every published event per call; panics on one call's first ringing.
 #[derive(Default)]
 struct FakeStore {
-    calls: Mutex<HashMap<String, (CallRecord, CallState, Vec<Lifecycle>)>>,
+    calls: Mutex<HashMap<String, StoredCall>>,
 }
 
 #[async_trait]
@@ -168,9 +171,8 @@ async fn a_panicking_call_fails_alone_with_one_terminal_event() {
     let failed = status("call_panics").unwrap();
     assert_eq!(failed.outcome, Some(Outcome::Failed));
     assert_eq!(failed.reason.as_deref(), Some("engine_error"));
-    let ended_events = |id: &str| {
-        store.calls.lock().unwrap()[id].2.iter().filter(|l| matches!(l, Lifecycle::Ended { .. })).count()
-    };
+    let ended_events =
+        |id: &str| store.calls.lock().unwrap()[id].2.iter().filter(|l| matches!(l, Lifecycle::Ended { .. })).count();
     assert_eq!(ended_events("call_panics"), 1);
     eventually("the dead actor to leave the registry", || registry.get("call_panics").is_none()).await;
 

@@ -285,7 +285,8 @@ fn watchdog_asks_the_carrier_then_ends_a_silent_call_with_carrier_timeout() {
     assert!(again.effects.is_empty(), "asked once");
 
     // The carrier cannot say: the call ends failed, carrier_timeout.
-    let unknown = apply(&asked.next, Event::CarrierStatus { answer: StatusAnswer::Unknown, at: late }, &policy).unwrap();
+    let unknown =
+        apply(&asked.next, Event::CarrierStatus { answer: StatusAnswer::Unknown, at: late }, &policy).unwrap();
     assert_eq!(unknown.next.outcome, Some(Outcome::Failed));
     assert_eq!(unknown.next.reason.as_deref(), Some("carrier_timeout"));
     // The carrier never answers: the same, once the check itself times out.
