@@ -721,7 +721,7 @@ fn timed_out(state: &CallState, policy: &Policy, at: Timestamp) -> bool {
     }
 }
 
-/// Returns the reason a call that the carrier cannot account for ends with.
+/// Returns the reason a call the carrier still reports as going, past its limits, ends with.
 fn timeout_reason(state: &CallState) -> String {
     if state.status == CallStatus::InProgress { "max_call_duration" } else { "carrier_timeout" }.to_string()
 }
@@ -807,9 +807,9 @@ fn carrier_status(
             end(next, effects, Outcome::Failed, Some(reason.to_string()), at);
         }
         StatusAnswer::Unknown => {
+            // The carrier cannot say: a call past its limits ends, truthfully, as a timeout.
             if timed_out(next, policy, at) {
-                let reason = timeout_reason(next);
-                end(next, effects, Outcome::Failed, Some(reason), at);
+                end(next, effects, Outcome::Failed, Some("carrier_timeout".to_string()), at);
             }
         }
         StatusAnswer::Found { provider_call_id, mut updates } => {
