@@ -12,6 +12,7 @@
 //! | `0004` | answered and completed, but transcription fails with a 401-style error  |
 //! | `0005` | the agent does not answer (the customer is never rung)                  |
 //! | `0006` | accepted, then silent: no callback ever comes (tests the watchdog)      |
+//! | `0007` | answered, then held in progress (load tests of live calls)              |
 //! | other  | answered; completes after 20–90 simulated seconds derived from the number |
 //!
 //! Timings are in simulated seconds, multiplied by `DIALPLANE_SANDBOX_TIME_SCALE`. The sandbox keeps
@@ -53,6 +54,8 @@ pub enum Scenario {
     Silent {
         talk_s: u32,
     },
+    /// Answered, then held in progress: the call only ends when the engine gives up on it.
+    Holds,
 }
 
 /// Returns the scripted scenario of a customer number.
@@ -66,6 +69,7 @@ pub fn scenario_for(customer_number: &str) -> Scenario {
         "0004" => Scenario::TranscriptionFails { talk_s: 30 },
         "0005" => Scenario::AgentNoAnswer,
         "0006" => Scenario::Silent { talk_s: 30 },
+        "0007" => Scenario::Holds,
         _ => {
             let n: u64 = digits.bytes().fold(0u64, |acc, b| acc.wrapping_mul(31).wrapping_add(u64::from(b - b'0')));
             Scenario::Completes { talk_s: 20 + (n % 71) as u32 }
@@ -116,6 +120,7 @@ pub fn timeline(click_to_call: bool, scenario: Scenario) -> Vec<Step> {
             steps.push(end_unanswered(customer_from + 31, "no-answer"))
         }
         Scenario::Rejected | Scenario::Silent { .. } => steps.clear(),
+        Scenario::Holds => steps.push(step(customer_from + 4, "customer", "answered")),
         Scenario::Completes { talk_s } | Scenario::TranscriptionFails { talk_s } => {
             let answered = customer_from + 4;
             steps.push(step(answered, "customer", "answered"));

@@ -1,0 +1,399 @@
+//! The load harness: starts Dialplane in-process on loopback (sandbox carrier at time scale 0) and
+//! drives it with real HTTP, measuring in one run, beside a bare warp JSON route as the reference:
+//! click2call creation at saturation and at a fixed rate, whole calls per second (creation to every
+//! callback delivered), RSS per live call, idle RSS and start-up time. SQLite always; PostgreSQL and
+//! Redis too when `BENCH_DATABASE_URL` / `BENCH_REDIS_URL` are set.
+//!
+//! Run: `cargo bench --bench load` (`LOAD_QUICK=1` for a short run). Results go to BENCHMARKS.md by
+//! hand; nothing here is asserted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use warp::Filter;
+
+const CONNECTIONS: usize = 64;
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+struct Report {
+    requests: usize,
+    errors: usize,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+}
+
+impl Report {
+    fn per_second(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+    fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let mut sorted = self.latencies_us.clone();
+        sorted.sort_unstable();
+        let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+        sorted[index] as f64 / 1000.0
+    }
+    fn line(&self, name: &str, reference: Option<f64>) -> String {
+        let ratio =
+            reference.map_or(String::new(), |r| format!(" ({:.1}% of reference)", 100.0 * self.per_second() / r));
+        format!(
+            "{name}: {:.0} req/s{ratio}, p50 {:.2} ms, p99 {:.2} ms, {} errors",
+            self.per_second(),
+            self.percentile_ms(0.5),
+            self.percentile_ms(0.99),
+            self.errors
+        )
+    }
+}
+
+/// A request the load generator sends: method, path, body.
+type MakeRequest = Arc<dyn Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder + Send + Sync>;
+
+/// Closed loop: `CONNECTIONS` workers send back to back for `duration`.
+async fn saturate(client: &reqwest::Client, make: MakeRequest, duration: Duration) -> Report {
+    let counter = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let (client, make, counter) = (client.clone(), make.clone(), counter.clone());
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            while started.elapsed() < duration {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                let sent = Instant::now();
+                match make(&client, n).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        latencies.push(sent.elapsed().as_micros() as u64);
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut report = Report { requests: 0, errors: 0, elapsed: Duration::ZERO, latencies_us: Vec::new() };
+    for worker in workers {
+        let (latencies, errors) = worker.await.unwrap();
+        report.requests += latencies.len();
+        report.errors += errors;
+        report.latencies_us.extend(latencies);
+    }
+    report.elapsed = started.elapsed();
+    report
+}
+
+/// Open loop: requests start at `rate` per second for `duration`, whatever the answers take.
+async fn fixed_rate(client: &reqwest::Client, make: MakeRequest, rate: u64, duration: Duration) -> Report {
+    let started = Instant::now();
+    let total = (rate as f64 * duration.as_secs_f64()) as usize;
+    let mut handles = Vec::with_capacity(total);
+    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    for n in 0..total {
+        ticker.tick().await;
+        let request = make(client, n);
+        handles.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            match request.send().await {
+                Ok(r) if r.status().is_success() => {
+                    let _ = r.bytes().await;
+                    Some(sent.elapsed().as_micros() as u64)
+                }
+                _ => None,
+            }
+        }));
+    }
+    let mut report = Report { requests: 0, errors: 0, elapsed: Duration::ZERO, latencies_us: Vec::new() };
+    for handle in handles {
+        match handle.await.unwrap() {
+            Some(latency) => {
+                report.requests += 1;
+                report.latencies_us.push(latency);
+            }
+            None => report.errors += 1,
+        }
+    }
+    report.elapsed = started.elapsed();
+    report
+}
+
+/// The reference: a bare warp route returning a small JSON.
+async fn reference_server() -> (String, oneshot::Sender<()>) {
+    let route = warp::path!("ping").map(|| warp::reply::json(&json!({"status": "ok"})));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(
+        warp::serve(route)
+            .incoming(listener)
+            .graceful(async move {
+                let _ = stopped.await;
+            })
+            .run(),
+    );
+    (base, stop)
+}
+
+/// A callback receiver counting deliveries per call.
+async fn receiver() -> (String, Arc<std::sync::Mutex<HashMap<String, usize>>>) {
+    let seen: Arc<std::sync::Mutex<HashMap<String, usize>>> = Arc::default();
+    let s = seen.clone();
+    let route = warp::post().and(warp::body::json()).map(move |body: Value| {
+        let id = body["data"]["call_id"].as_str().unwrap_or_default().to_string();
+        *s.lock().unwrap().entry(id).or_default() += 1;
+        "ok"
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    (url, seen)
+}
+
+struct Running {
+    base: String,
+    token: String,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    startup: Duration,
+    idle_rss_kib: u64,
+}
+
+async fn start_dialplane(client: &reqwest::Client, database_url: &str, redis_url: Option<&str>) -> Running {
+    let mut values: HashMap<String, String> = [
+        ("DATABASE_URL", database_url),
+        ("DIALPLANE_ADMIN_EMAIL", "bench@example.com"),
+        ("DIALPLANE_ADMIN_PASSWORD", "bench-password"),
+        ("DIALPLANE_JWT_SECRET", "bench-secret-bench-secret-bench-secret"),
+        ("DIALPLANE_SANDBOX_TIME_SCALE", "0"),
+        ("DIALPLANE_ALLOW_PRIVATE_CALLBACKS", "true"),
+        ("DIALPLANE_WATCHDOG_INTERVAL_MS", "5000"),
+        ("DIALPLANE_DRAIN_TIMEOUT_S", "1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    if let Some(url) = redis_url {
+        values.insert("REDIS_URL".into(), url.to_string());
+        values
+            .insert("DIALPLANE_REDIS_PREFIX".into(), format!("bench_{}", dialplane::ids::random_lower_alphanumeric(8)));
+    }
+    let config = dialplane::config::Config::from_values(&values).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let started = Instant::now();
+    let task = tokio::spawn(dialplane::run(config, listener, async move {
+        let _ = stopped.await;
+    }));
+    loop {
+        if client.get(format!("{base}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let startup = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_rss_kib = rss_kib();
+    let login: Value = client
+        .post(format!("{base}/api/login"))
+        .json(&json!({"email": "bench@example.com", "password": "bench-password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["data"]["access_token"].as_str().unwrap().to_string();
+    Running { base, token, stop, task, startup, idle_rss_kib }
+}
+
+fn click2call(base: &str, token: &str, customer_number: &'static str, callback_url: Option<String>) -> MakeRequest {
+    let (url, token) = (format!("{base}/api/calls/click2call"), token.to_string());
+    Arc::new(move |client: &reqwest::Client, _| {
+        let mut body =
+            json!({"customer_number": customer_number, "agent_number": "918888888888", "did": "919484956750"});
+        if let Some(callback) = &callback_url {
+            body["callback_url"] = json!(callback);
+            body["transcript"] = json!(true);
+        }
+        client.post(&url).bearer_auth(&token).json(&body)
+    })
+}
+
+async fn run_store(
+    name: &str,
+    client: &reqwest::Client,
+    database_url: &str,
+    redis_url: Option<&str>,
+    reference: f64,
+    quick: bool,
+) {
+    let window = Duration::from_secs(if quick { 3 } else { 10 });
+    // Each measurement gets a fresh server, so no backlog of one spills into the next.
+    // 1. Creation. Silent sandbox calls (0006: placed, then no callback) keep the rest of the
+    //    engine's work out of the figure: each request is auth + the call's insert, then the
+    //    actor's `dialing` commit and the sandbox's own insert.
+    let server = start_dialplane(client, &fresh(database_url, "a"), redis_url).await;
+    println!(
+        "[{name}] start-up {:.0} ms, RSS after start {:.1} MiB (harness included)",
+        server.startup.as_secs_f64() * 1000.0,
+        server.idle_rss_kib as f64 / 1024.0
+    );
+    let create = click2call(&server.base, &server.token, "919999990006", None);
+    let saturation = saturate(client, create, window).await;
+    println!("[{name}] {}", saturation.line("click2call creation at saturation", Some(reference)));
+    stop(server).await;
+
+    let server = start_dialplane(client, &fresh(database_url, "b"), redis_url).await;
+    let create = click2call(&server.base, &server.token, "919999990006", None);
+    let rate = fixed_rate(client, create, 5000, Duration::from_secs(if quick { 2 } else { 5 })).await;
+    println!("[{name}] {}", rate.line("click2call creation at 5,000 req/s offered", None));
+    stop(server).await;
+    let server = start_dialplane(client, &fresh(database_url, "c"), redis_url).await;
+
+    // 2. Whole calls: creation → callbacks → end → transcript → both callbacks delivered.
+    let (hook, seen) = receiver().await;
+    let calls = if quick { 500 } else { 3000 };
+    let whole = click2call(&server.base, &server.token, "919999999999", Some(hook));
+    let started = Instant::now();
+    let counter = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let (client, whole, counter) = (client.clone(), whole.clone(), counter.clone());
+        workers.push(tokio::spawn(async move {
+            while counter.fetch_add(1, Ordering::Relaxed) < calls {
+                let _ = whole(&client, 0).send().await;
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while seen.lock().unwrap().values().filter(|n| **n >= 2).count() < calls && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let done = seen.lock().unwrap().values().filter(|n| **n >= 2).count();
+    println!(
+        "[{name}] whole calls: {done} of {calls} in {:.1} s = {:.0} calls/s",
+        started.elapsed().as_secs_f64(),
+        done as f64 / started.elapsed().as_secs_f64()
+    );
+    stop(server).await;
+}
+
+async fn stop(server: Running) {
+    let _ = server.stop.send(());
+    let _ = server.task.await;
+}
+
+/// Returns a URL of a fresh database for one measurement: a new SQLite file next to the given
+/// one, or a new PostgreSQL database created beside the given one.
+fn fresh(url: &str, tag: &str) -> String {
+    if url.starts_with("sqlite:") {
+        return url.replace(".db?", &format!("_{tag}.db?"));
+    }
+    let name = format!("dp_bench_{tag}_{}", dialplane::ids::random_lower_alphanumeric(8));
+    let admin = url.to_string();
+    let created = std::thread::spawn({
+        let name = name.clone();
+        move || {
+            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+                let db = dialplane::store::open(&admin).await.unwrap();
+                sea_orm::ConnectionTrait::execute_unprepared(&db, &format!("CREATE DATABASE {name}")).await.unwrap();
+            })
+        }
+    });
+    created.join().unwrap();
+    let mut parsed = url::Url::parse(url).unwrap();
+    parsed.set_path(&format!("/{name}"));
+    parsed.to_string()
+}
+
+async fn live_calls_rss(client: &reqwest::Client, database_url: &str, counts: &[usize]) {
+    let server = start_dialplane(client, database_url, None).await;
+    let hold = click2call(&server.base, &server.token, "919999990007", None);
+    let mut created = 0usize;
+    let base_rss = rss_kib();
+    for &target in counts {
+        let counter = Arc::new(AtomicUsize::new(created));
+        let mut workers = Vec::new();
+        for _ in 0..CONNECTIONS {
+            let (client, hold, counter) = (client.clone(), hold.clone(), counter.clone());
+            workers.push(tokio::spawn(async move {
+                while counter.fetch_add(1, Ordering::Relaxed) < target {
+                    let _ = hold(&client, 0).send().await;
+                }
+            }));
+        }
+        for worker in workers {
+            worker.await.unwrap();
+        }
+        created = target;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let rss = rss_kib();
+        println!(
+            "[live] {target} calls held in progress: RSS {:.1} MiB, {:.1} KiB per live call above the idle server",
+            rss as f64 / 1024.0,
+            (rss.saturating_sub(base_rss)) as f64 / target as f64
+        );
+    }
+    stop(server).await;
+}
+
+fn main() {
+    dialplane::install_crypto_provider();
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let quick = std::env::var("LOAD_QUICK").is_ok();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::builder().pool_max_idle_per_host(CONNECTIONS).build().unwrap();
+        let (reference_base, stop_reference) = reference_server().await;
+        let ping: MakeRequest = {
+            let url = format!("{reference_base}/ping");
+            Arc::new(move |client: &reqwest::Client, _| client.get(&url))
+        };
+        let reference = saturate(&client, ping, Duration::from_secs(if quick { 3 } else { 10 })).await;
+        println!("[reference] {}", reference.line("bare warp JSON route", None));
+        let _ = stop_reference.send(());
+
+        let dir = tempfile::tempdir().unwrap();
+        // Live calls first, while the process is still clean, so RSS growth is the calls' own.
+        let live = dir.path().join("live.db");
+        let counts: &[usize] = match std::env::var("LOAD_LIVE_CALLS") {
+            Ok(list) => {
+                Box::leak(list.split(',').map(|n| n.trim().parse().unwrap()).collect::<Vec<usize>>().into_boxed_slice())
+            }
+            Err(_) if quick => &[2_000],
+            Err(_) => &[10_000, 100_000],
+        };
+        if std::env::var("LOAD_SKIP_LIVE").is_err() {
+            live_calls_rss(&client, &format!("sqlite://{}?mode=rwc", live.display()), counts).await;
+        }
+        let sqlite = format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display());
+        run_store("sqlite", &client, &sqlite, None, reference.per_second(), quick).await;
+        if let Ok(pg) = std::env::var("BENCH_DATABASE_URL") {
+            let redis = std::env::var("BENCH_REDIS_URL").ok();
+            run_store("postgres+redis", &client, &pg, redis.as_deref(), reference.per_second(), quick).await;
+        }
+    });
+}
