@@ -56,6 +56,8 @@ pub struct App {
     pub calls: Arc<CallSupervisorHandle>,
     pub counters: Arc<dyn LiveCounters>,
     pub store: Arc<SeaCallStore>,
+    /// Group-commits the hot writes (call creation, transitions, the callback log).
+    pub writer: store::writer::Writer,
     /// The built-in fake carrier.
     pub sandbox: Arc<SandboxNetwork>,
     /// Key the sandbox signs its status callbacks with.
@@ -142,7 +144,12 @@ pub async fn run(
     };
     let outbox_ready = Arc::new(Notify::new());
     let signer = RecordingUrlSigner::new(derive_key(&master, "recording-urls"), &public_url);
-    let store = Arc::new(SeaCallStore::new(db.clone(), signer.clone(), outbox_ready.clone()));
+    let writer = store::writer::Writer::start(store::writer::WriterContext {
+        db: db.clone(),
+        signer: signer.clone(),
+        outbox_ready: outbox_ready.clone(),
+    });
+    let store = Arc::new(SeaCallStore::new(db.clone(), writer.clone()));
     let sandbox_callback_key = derive_key(&master, "sandbox-callbacks");
     let sandbox_api_key = hex::encode(derive_key(&master, "sandbox-api"));
     let sandbox = Arc::new(SandboxNetwork::new(
@@ -179,6 +186,7 @@ pub async fn run(
         calls: calls.clone(),
         counters,
         store,
+        writer,
         sandbox,
         sandbox_callback_key,
         metrics,
@@ -225,11 +233,17 @@ pub async fn run(
         draining_app.draining.store(true, Ordering::SeqCst);
         info!(live_calls = draining_app.registry.len(), "draining");
         let deadline = tokio::time::Instant::now() + drain_timeout;
-        while !draining_app.registry.is_empty() && tokio::time::Instant::now() < deadline {
+        // The database is the truth: a call just created may not have its actor yet.
+        let unfinished = |app: Arc<App>| async move {
+            app.registry.len().max(store::calls::count_unfinished(&app.db).await.unwrap_or(0) as usize)
+        };
+        let mut left = unfinished(draining_app.clone()).await;
+        while left > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
+            left = unfinished(draining_app.clone()).await;
         }
-        if !draining_app.registry.is_empty() {
-            warn!(live_calls = draining_app.registry.len(), "drain timeout; these calls resume at the next start");
+        if left > 0 {
+            warn!(live_calls = left, "drain timeout; these calls resume at the next start");
         }
         let _ = stop_serving.send(());
     });

@@ -21,6 +21,7 @@ use crate::ids;
 use crate::netguard::{UrlRefusal, check_callback_url};
 use crate::store::calls::{self, Creation, RecentFilter};
 use crate::store::users;
+use crate::store::writer::{WriteOp, WriteOutcome};
 use crate::telemetry;
 
 /// Returns seed 000's success envelope.
@@ -220,7 +221,21 @@ pub async fn click2call(
     });
     let state = CallState::new(call_type, record.transcript_enabled, Utc::now());
     let row = calls::new_row(&record, request.callback_url.clone(), &state);
-    match calls::create(&app.db, row, idempotency).await? {
+    let key = idempotency.as_ref().map(|request| (request.key.clone(), request.request_hash.clone()));
+    let creation = match app.writer.write(WriteOp::InsertCall { row, idempotency }).await {
+        Ok(WriteOutcome::Created(creation)) => creation,
+        Ok(WriteOutcome::Done) => Creation::Created,
+        // Another node stored the same key first: answer as it did.
+        Err(e) if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) && key.is_some() => {
+            let (key, hash) = key.unwrap_or_default();
+            match calls::find_idempotency_key(&app.db, &user.workspace_id, &key).await? {
+                Some(existing) => calls::replay_or_reuse(existing, &hash),
+                None => return Err(e.into()),
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match creation {
         Creation::Created => {}
         Creation::Replay { call_id, response_status, response_body } => {
             info!(call.id = %call_id, "idempotent replay");

@@ -8,7 +8,6 @@ use bytes::Bytes;
 use chrono::Utc;
 use dialplane_actors::fsm::Event;
 use dialplane_actors::ports::CallStore;
-use sea_orm::{ActiveModelTrait, Set};
 use serde_json::json;
 use tracing::{debug, warn};
 use warp::http::{HeaderValue, StatusCode, header};
@@ -19,6 +18,7 @@ use crate::carriers::sandbox::{self, CallbackError, PlaceCallRequest};
 use crate::error::{ApiError, json_response};
 use crate::store::calls;
 use crate::store::entities::call_event;
+use crate::store::writer::WriteOp;
 use crate::telemetry;
 
 /// `POST /providers/sandbox/status`: verifies, logs, then routes a status callback to its call.
@@ -40,17 +40,16 @@ pub async fn sandbox_status(app: Arc<App>, signature: Option<String>, body: Byte
         return Err(ApiError::NotFound("Call not found".to_string()));
     };
     // The event log comes first: a callback is on record before it changes anything.
-    call_event::ActiveModel {
-        call_id: Set(call.id.clone()),
-        workspace_id: Set(call.workspace_id.clone()),
-        source: Set("carrier:sandbox".to_string()),
-        kind: Set(format!("{}.{}", callback.leg, callback.status)),
-        payload: Set(String::from_utf8_lossy(&body).into_owned()),
-        created_at: Set(Utc::now()),
-        ..Default::default()
-    }
-    .insert(&app.db)
-    .await?;
+    let event = call_event::Model {
+        id: 0,
+        call_id: call.id.clone(),
+        workspace_id: call.workspace_id.clone(),
+        source: "carrier:sandbox".to_string(),
+        kind: format!("{}.{}", callback.leg, callback.status),
+        payload: String::from_utf8_lossy(&body).into_owned(),
+        created_at: Utc::now(),
+    };
+    app.writer.write(WriteOp::LogEvent { event }).await?;
     let result = if app.registry.deliver(&call.id, Event::Carrier(update)) { "routed" } else { "late" };
     debug!(call.id = %call.id, leg = %callback.leg, status = %callback.status, result, "carrier callback");
     telemetry::carrier_callback("sandbox", result);

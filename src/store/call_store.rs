@@ -1,8 +1,7 @@
 //! [`SeaCallStore`]: the actors' `CallStore` port on sea-orm. A commit writes the call's new state,
 //! its lifecycle events to the call event log, and the `callback_url` deliveries they cause to the
-//! outbox, all in one transaction; only then is the delivery worker woken.
-
-use std::sync::Arc;
+//! outbox, all in one transaction (through the group-commit [`Writer`]); only then is the delivery
+//! worker woken.
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -10,29 +9,24 @@ use dialplane_actors::CallRecord;
 use dialplane_actors::fsm::{CallState, Lifecycle};
 use dialplane_actors::ports::{CallStore, Recording, StoreError, Transcript};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, IntoActiveModel, Set};
-use tokio::sync::Notify;
+use sea_orm::{DatabaseConnection, EntityTrait, Set};
 
 use super::calls;
-use super::entities::{call_event, outbox, recording, transcript};
-use crate::call_view;
+use super::entities::{recording, transcript};
+use super::writer::{WriteOp, Writer};
 use crate::ids;
-use crate::signing::RecordingUrlSigner;
-use crate::telemetry;
 
 /// The `CallStore` port on a sea-orm connection.
 pub struct SeaCallStore {
     db: DatabaseConnection,
-    /// Signs the recording URLs put in callback bodies.
-    signer: RecordingUrlSigner,
-    /// Wakes the delivery worker when new outbox rows are committed.
-    outbox_ready: Arc<Notify>,
+    /// Commits transitions, group-committed with every other hot write.
+    writer: Writer,
 }
 
 impl SeaCallStore {
     /// Builds the store.
-    pub fn new(db: DatabaseConnection, signer: RecordingUrlSigner, outbox_ready: Arc<Notify>) -> Self {
-        SeaCallStore { db, signer, outbox_ready }
+    pub fn new(db: DatabaseConnection, writer: Writer) -> Self {
+        SeaCallStore { db, writer }
     }
 }
 
@@ -56,71 +50,8 @@ pub fn lifecycle_kind(lifecycle: &Lifecycle) -> &'static str {
 #[async_trait]
 impl CallStore for SeaCallStore {
     async fn commit(&self, record: &CallRecord, state: &CallState, published: &[Lifecycle]) -> Result<(), StoreError> {
-        let now = Utc::now();
-        let txn = super::begin_write(&self.db).await.map_err(store_error)?;
-        let mut row = calls::find(&txn, &record.id)
-            .await
-            .map_err(store_error)?
-            .filter(|row| row.workspace_id == record.workspace_id)
-            .ok_or_else(|| StoreError(format!("call {} is not stored", record.id)))?;
-        calls::apply_state(&mut row, state, now);
-        row.clone().into_active_model().reset_all().update(&txn).await.map_err(store_error)?;
-
-        let mut queued = 0;
-        let transcript = if published.contains(&Lifecycle::TranscriptReady) {
-            calls::find_transcript(&txn, &record.id).await.map_err(store_error)?
-        } else {
-            None
-        };
-        for lifecycle in published {
-            call_event::ActiveModel {
-                call_id: Set(record.id.clone()),
-                workspace_id: Set(record.workspace_id.clone()),
-                source: Set("engine".to_string()),
-                kind: Set(lifecycle_kind(lifecycle).to_string()),
-                payload: Set(serde_json::to_string(lifecycle).expect("lifecycle serializes")),
-                created_at: Set(now),
-                ..Default::default()
-            }
-            .insert(&txn)
-            .await
-            .map_err(store_error)?;
-            let Some(url) = &row.callback_url else { continue };
-            let Some(body) = call_view::callback_body(lifecycle, &row, transcript.as_ref(), &self.signer, now) else {
-                continue;
-            };
-            outbox::ActiveModel {
-                message_id: Set(ids::new_id("msg")),
-                workspace_id: Set(record.workspace_id.clone()),
-                call_id: Set(Some(record.id.clone())),
-                event_type: Set(body["event"].as_str().unwrap_or_default().to_string()),
-                target_url: Set(url.clone()),
-                body: Set(body.to_string()),
-                status: Set("pending".to_string()),
-                attempts: Set(0),
-                next_attempt_at: Set(now),
-                last_status_code: Set(None),
-                last_error: Set(None),
-                created_at: Set(now),
-                delivered_at: Set(None),
-                ..Default::default()
-            }
-            .insert(&txn)
-            .await
-            .map_err(store_error)?;
-            queued += 1;
-        }
-        txn.commit().await.map_err(store_error)?;
-
-        for lifecycle in published {
-            if let Lifecycle::Ended { outcome, .. } = lifecycle {
-                telemetry::call_ended(record.call_type.as_api_str(), outcome.as_str());
-            }
-        }
-        if queued > 0 {
-            self.outbox_ready.notify_one();
-        }
-        Ok(())
+        let op = WriteOp::Commit { record: record.clone(), state: state.clone(), published: published.to_vec() };
+        self.writer.write(op).await.map(|_| ()).map_err(store_error)
     }
 
     async fn load_state(&self, call_id: &str) -> Result<Option<(CallRecord, CallState)>, StoreError> {

@@ -103,7 +103,8 @@ pub enum Creation {
     KeyReused,
 }
 
-fn replay_or_reuse(existing: idempotency_key::Model, request_hash: &str) -> Creation {
+/// Returns the answer to a request whose Idempotency-Key is already stored.
+pub fn replay_or_reuse(existing: idempotency_key::Model, request_hash: &str) -> Creation {
     if existing.request_hash == request_hash {
         Creation::Replay {
             call_id: existing.call_id,
@@ -115,53 +116,13 @@ fn replay_or_reuse(existing: idempotency_key::Model, request_hash: &str) -> Crea
     }
 }
 
-/// Stores a new call, and its Idempotency-Key with the response in the same transaction, so a key
-/// can never point at a call that does not exist nor a call exist without its key.
-pub async fn create(
-    db: &sea_orm::DatabaseConnection,
-    row: call::Model,
-    idempotency: Option<IdempotentRequest>,
-) -> Result<Creation, DbErr> {
-    let workspace_id = row.workspace_id.clone();
-    let Some(request) = idempotency else {
-        insert(db, row).await?;
-        return Ok(Creation::Created);
-    };
-    let id = (workspace_id.clone(), request.key.clone());
-    let txn = super::begin_write(db).await?;
-    if let Some(existing) = idempotency_key::Entity::find_by_id(id.clone()).one(&txn).await? {
-        txn.rollback().await?;
-        return Ok(replay_or_reuse(existing, &request.request_hash));
-    }
-    let created_at = row.created_at;
-    let call_id = row.id.clone();
-    let result = async {
-        insert(&txn, row).await?;
-        idempotency_key::ActiveModel {
-            workspace_id: sea_orm::Set(workspace_id.clone()),
-            key: sea_orm::Set(request.key.clone()),
-            request_hash: sea_orm::Set(request.request_hash.clone()),
-            call_id: sea_orm::Set(call_id),
-            response_status: sea_orm::Set(request.response_status),
-            response_body: sea_orm::Set(request.response_body.clone()),
-            created_at: sea_orm::Set(created_at),
-        }
-        .insert(&txn)
-        .await?;
-        txn.commit().await
-    }
-    .await;
-    match result {
-        Ok(()) => Ok(Creation::Created),
-        // A concurrent request with the same key committed first: answer as it did.
-        Err(e) if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => {
-            match idempotency_key::Entity::find_by_id(id).one(db).await? {
-                Some(existing) => Ok(replay_or_reuse(existing, &request.request_hash)),
-                None => Err(e),
-            }
-        }
-        Err(e) => Err(e),
-    }
+/// Returns a stored Idempotency-Key.
+pub async fn find_idempotency_key(
+    db: &impl ConnectionTrait,
+    workspace_id: &str,
+    key: &str,
+) -> Result<Option<idempotency_key::Model>, DbErr> {
+    idempotency_key::Entity::find_by_id((workspace_id.to_string(), key.to_string())).one(db).await
 }
 
 /// Deletes Idempotency-Keys created before `before`. Returns how many.
@@ -194,6 +155,11 @@ pub async fn find_transcript(db: &impl ConnectionTrait, call_id: &str) -> Result
 /// Returns the calls whose actors must run (not finished), oldest first.
 pub async fn unfinished(db: &impl ConnectionTrait) -> Result<Vec<call::Model>, DbErr> {
     call::Entity::find().filter(call::Column::IsLive.eq(true)).order_by_asc(call::Column::CreatedAt).all(db).await
+}
+
+/// Returns how many calls are not finished.
+pub async fn count_unfinished(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
+    call::Entity::find().filter(call::Column::IsLive.eq(true)).count(db).await
 }
 
 /// The filters of `GET /api/calls/recent`.

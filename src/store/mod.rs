@@ -7,6 +7,7 @@ pub mod calls;
 pub mod entities;
 pub mod outbox;
 pub mod users;
+pub mod writer;
 
 use std::time::Duration;
 
