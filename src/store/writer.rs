@@ -146,7 +146,7 @@ async fn write_batch(context: &WriterContext, jobs: Vec<Job>) {
 /// Copies a batch-wide error for each write of the batch, keeping whether the database was unreachable.
 fn clone_err(e: &DbErr) -> DbErr {
     match e {
-        DbErr::ConnectionAcquire(inner) => DbErr::ConnectionAcquire(inner.clone()),
+        DbErr::ConnectionAcquire(inner) => DbErr::ConnectionAcquire(*inner),
         other if crate::error::is_unavailable(other) => DbErr::Conn(sea_orm::RuntimeErr::Internal(other.to_string())),
         other => DbErr::Custom(other.to_string()),
     }
