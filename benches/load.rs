@@ -327,11 +327,57 @@ fn fresh(url: &str, tag: &str) -> String {
     parsed.to_string()
 }
 
-async fn live_calls_rss(client: &reqwest::Client, database_url: &str, counts: &[usize]) {
-    let server = start_dialplane(client, database_url, None).await;
-    let hold = click2call(&server.base, &server.token, "919999990007", None);
+fn process_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs the real `dialplane` binary on its own, so its RSS is the server's alone: start-up time, idle
+/// RSS, then RSS per call held in progress at each of `counts`.
+async fn live_calls_rss(client: &reqwest::Client, dir: &std::path::Path, counts: &[usize]) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dialplane"))
+        .arg("serve")
+        .env("DIALPLANE_BIND", format!("127.0.0.1:{port}"))
+        .env("DATABASE_URL", format!("sqlite://{}?mode=rwc", dir.join("live.db").display()))
+        .env("DIALPLANE_ADMIN_EMAIL", "bench@example.com")
+        .env("DIALPLANE_ADMIN_PASSWORD", "bench-password")
+        .env("DIALPLANE_JWT_SECRET", "bench-secret-bench-secret-bench-secret")
+        .env("DIALPLANE_SANDBOX_TIME_SCALE", "0")
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("the dialplane binary starts");
+    while !client.get(format!("{base}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let startup = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = process_rss_kib(child.id());
+    println!(
+        "[server] start-up {:.0} ms (process spawn to /health), idle RSS {:.1} MiB",
+        startup.as_secs_f64() * 1000.0,
+        idle as f64 / 1024.0
+    );
+    let login: Value = client
+        .post(format!("{base}/api/login"))
+        .json(&json!({"email": "bench@example.com", "password": "bench-password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["data"]["access_token"].as_str().unwrap().to_string();
+    let hold = click2call(&base, &token, "919999990007", None);
     let mut created = 0usize;
-    let base_rss = rss_kib();
     for &target in counts {
         let counter = Arc::new(AtomicUsize::new(created));
         let mut workers = Vec::new();
@@ -348,14 +394,15 @@ async fn live_calls_rss(client: &reqwest::Client, database_url: &str, counts: &[
         }
         created = target;
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let rss = rss_kib();
+        let rss = process_rss_kib(child.id());
         println!(
-            "[live] {target} calls held in progress: RSS {:.1} MiB, {:.1} KiB per live call above the idle server",
+            "[live] {target} calls held in progress: server RSS {:.1} MiB, {:.1} KiB per live call above idle",
             rss as f64 / 1024.0,
-            (rss.saturating_sub(base_rss)) as f64 / target as f64
+            rss.saturating_sub(idle) as f64 / target as f64
         );
     }
-    stop(server).await;
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 fn main() {
@@ -377,8 +424,7 @@ fn main() {
         let _ = stop_reference.send(());
 
         let dir = tempfile::tempdir().unwrap();
-        // Live calls first, while the process is still clean, so RSS growth is the calls' own.
-        let live = dir.path().join("live.db");
+        // Live calls on the real binary in its own process, so RSS is the server's alone.
         let counts: &[usize] = match std::env::var("LOAD_LIVE_CALLS") {
             Ok(list) => {
                 Box::leak(list.split(',').map(|n| n.trim().parse().unwrap()).collect::<Vec<usize>>().into_boxed_slice())
@@ -387,7 +433,7 @@ fn main() {
             Err(_) => &[10_000, 100_000],
         };
         if std::env::var("LOAD_SKIP_LIVE").is_err() {
-            live_calls_rss(&client, &format!("sqlite://{}?mode=rwc", live.display()), counts).await;
+            live_calls_rss(&client, dir.path(), counts).await;
         }
         let sqlite = format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display());
         run_store("sqlite", &client, &sqlite, None, reference.per_second(), quick).await;

@@ -50,6 +50,13 @@ impl CallRegistry {
         self.len() == 0
     }
 
+    /// Sends a watchdog tick to every live call.
+    pub fn tick_all(&self, at: fsm::Timestamp) {
+        for actor in self.calls.read().expect("registry lock").values() {
+            let _ = actor.send_message(CallMessage::Apply(Event::Tick { at }));
+        }
+    }
+
     /// Sends an event to a live call. Returns false when the call has no actor.
     pub fn deliver(&self, call_id: &str, event: Event) -> bool {
         match self.get(call_id) {
@@ -62,7 +69,9 @@ impl CallRegistry {
 /// Messages of the CallSupervisor.
 pub enum CallSupervisorMessage {
     /// Start the actor of a committed call.
-    Start { record: CallRecord, state: CallState },
+    Start { record: Box<CallRecord>, state: Box<CallState> },
+    /// The watchdog's beat: every live call gets a `Tick`.
+    Tick,
 }
 
 /// State of the CallSupervisor: which child is which call.
@@ -81,9 +90,11 @@ impl Actor for CallSupervisor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         deps: Arc<CallDeps>,
     ) -> Result<Self::State, ActorProcessingErr> {
+        // One ticker for all calls: a timer per call would cost a task per live call.
+        myself.send_interval(deps.watchdog_interval, || CallSupervisorMessage::Tick);
         Ok(CallSupervisorState { deps, children: HashMap::new() })
     }
 
@@ -96,7 +107,7 @@ impl Actor for CallSupervisor {
         match message {
             CallSupervisorMessage::Start { record, state } => {
                 let call_id = record.id.clone();
-                let args = CallActorArgs { record, state, deps: s.deps.clone() };
+                let args = CallActorArgs { record: *record, state: *state, deps: s.deps.clone() };
                 match Actor::spawn_linked(None, CallActor, args, myself.get_cell()).await {
                     Ok((actor, _)) => {
                         s.children.insert(actor.get_id(), call_id);
@@ -107,6 +118,7 @@ impl Actor for CallSupervisor {
                     }
                 }
             }
+            CallSupervisorMessage::Tick => s.deps.registry.tick_all(s.deps.clock.now()),
         }
         Ok(())
     }
@@ -174,7 +186,9 @@ impl CallSupervisorHandle {
     pub fn start_call(&self, record: CallRecord, state: CallState) -> bool {
         let current = self.current.read().expect("supervisor handle lock").clone();
         match current {
-            Some(supervisor) => supervisor.send_message(CallSupervisorMessage::Start { record, state }).is_ok(),
+            Some(supervisor) => supervisor
+                .send_message(CallSupervisorMessage::Start { record: Box::new(record), state: Box::new(state) })
+                .is_ok(),
             None => false,
         }
     }

@@ -65,9 +65,8 @@ impl Actor for CallActor {
         myself: ActorRef<CallMessage>,
         args: CallActorArgs,
     ) -> Result<CallActorState, ActorProcessingErr> {
+        // The CallSupervisor's one ticker reaches the call through the registry (no timer per call).
         args.deps.registry.insert(&args.record.id, myself.clone());
-        let clock = args.deps.clock.clone();
-        myself.send_interval(args.deps.watchdog_interval, move || CallMessage::Apply(Event::Tick { at: clock.now() }));
         Ok(CallActorState { record: args.record, state: args.state, deps: args.deps })
     }
 
