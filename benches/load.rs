@@ -4,8 +4,9 @@
 //! callback delivered), RSS per live call, idle RSS and start-up time. SQLite always; PostgreSQL and
 //! Redis too when `BENCH_DATABASE_URL` / `BENCH_REDIS_URL` are set.
 //!
-//! Run: `cargo bench --bench load` (`LOAD_QUICK=1` for a short run). Results go to BENCHMARKS.md by
-//! hand; nothing here is asserted.
+//! Run: `cargo bench --bench load` (`LOAD_QUICK=1` for a short run, `LOAD_LIVE_CALLS=10000,100000`
+//! to choose the live-call counts, `LOAD_SKIP_LIVE` / `LOAD_SKIP_STORES` to run one half). Results
+//! go to BENCHMARKS.md by hand; nothing here is asserted.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -434,6 +435,9 @@ fn main() {
         };
         if std::env::var("LOAD_SKIP_LIVE").is_err() {
             live_calls_rss(&client, dir.path(), counts).await;
+        }
+        if std::env::var("LOAD_SKIP_STORES").is_ok() {
+            return;
         }
         let sqlite = format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display());
         run_store("sqlite", &client, &sqlite, None, reference.per_second(), quick).await;
