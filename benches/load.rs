@@ -19,14 +19,50 @@ use warp::Filter;
 
 const CONNECTIONS: usize = 64;
 
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+/// Returns the resident set size of process `pid`, in KiB.
+fn process_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
         .find(|l| l.starts_with("VmRSS:"))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// Sends requests numbered `from..to` over `CONNECTIONS` connections, as fast as they are answered.
+async fn send_range(client: &reqwest::Client, make: &MakeRequest, from: usize, to: usize) {
+    let counter = Arc::new(AtomicUsize::new(from));
+    let mut workers = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let (client, make, counter) = (client.clone(), make.clone(), counter.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                if n >= to {
+                    break;
+                }
+                let _ = make(&client, n).send().await;
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await.unwrap();
+    }
+}
+
+/// Logs in as the bench user and returns the access token.
+async fn login(client: &reqwest::Client, base: &str) -> String {
+    let login: Value = client
+        .post(format!("{base}/api/login"))
+        .json(&json!({"email": "bench@example.com", "password": "bench-password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    login["data"]["access_token"].as_str().unwrap().to_string()
 }
 
 struct Report {
@@ -211,17 +247,8 @@ async fn start_dialplane(client: &reqwest::Client, database_url: &str, redis_url
     }
     let startup = started.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle_rss_kib = rss_kib();
-    let login: Value = client
-        .post(format!("{base}/api/login"))
-        .json(&json!({"email": "bench@example.com", "password": "bench-password"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["data"]["access_token"].as_str().unwrap().to_string();
+    let idle_rss_kib = process_rss_kib(std::process::id());
+    let token = login(client, &base).await;
     Running { base, token, stop, task, startup, idle_rss_kib }
 }
 
@@ -274,19 +301,7 @@ async fn run_store(
     let calls = if quick { 500 } else { 3000 };
     let whole = click2call(&server.base, &server.token, "919999999999", Some(hook));
     let started = Instant::now();
-    let counter = Arc::new(AtomicUsize::new(0));
-    let mut workers = Vec::new();
-    for _ in 0..CONNECTIONS {
-        let (client, whole, counter) = (client.clone(), whole.clone(), counter.clone());
-        workers.push(tokio::spawn(async move {
-            while counter.fetch_add(1, Ordering::Relaxed) < calls {
-                let _ = whole(&client, 0).send().await;
-            }
-        }));
-    }
-    for worker in workers {
-        worker.await.unwrap();
-    }
+    send_range(client, &whole, 0, calls).await;
     let deadline = Instant::now() + Duration::from_secs(300);
     while seen.lock().unwrap().values().filter(|n| **n >= 2).count() < calls && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -328,16 +343,6 @@ fn fresh(url: &str, tag: &str) -> String {
     parsed.to_string()
 }
 
-fn process_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Runs the real `dialplane` binary on its own, so its RSS is the server's alone: start-up time, idle
 /// RSS, then RSS per call held in progress at each of `counts`.
 async fn live_calls_rss(client: &reqwest::Client, dir: &std::path::Path, counts: &[usize]) {
@@ -367,32 +372,11 @@ async fn live_calls_rss(client: &reqwest::Client, dir: &std::path::Path, counts:
         startup.as_secs_f64() * 1000.0,
         idle as f64 / 1024.0
     );
-    let login: Value = client
-        .post(format!("{base}/api/login"))
-        .json(&json!({"email": "bench@example.com", "password": "bench-password"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["data"]["access_token"].as_str().unwrap().to_string();
+    let token = login(client, &base).await;
     let hold = click2call(&base, &token, "919999990007", None);
     let mut created = 0usize;
     for &target in counts {
-        let counter = Arc::new(AtomicUsize::new(created));
-        let mut workers = Vec::new();
-        for _ in 0..CONNECTIONS {
-            let (client, hold, counter) = (client.clone(), hold.clone(), counter.clone());
-            workers.push(tokio::spawn(async move {
-                while counter.fetch_add(1, Ordering::Relaxed) < target {
-                    let _ = hold(&client, 0).send().await;
-                }
-            }));
-        }
-        for worker in workers {
-            worker.await.unwrap();
-        }
+        send_range(client, &hold, created, target).await;
         created = target;
         tokio::time::sleep(Duration::from_secs(3)).await;
         let rss = process_rss_kib(child.id());

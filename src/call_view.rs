@@ -24,10 +24,12 @@ pub fn state_of(call: &call::Model) -> Option<CallState> {
 /// Returns the `recording` field: a signed URL once the carrier has announced the recording,
 /// `pending` before that, `null` when there is none.
 pub fn recording_field(call: &call::Model, signer: &RecordingUrlSigner, now: DateTime<Utc>) -> Value {
-    let announced = state_of(call).is_some_and(|state| state.recording_source_url.is_some());
     match call.recording_status.as_str() {
         "ready" => json!(signer.sign(&call.id, now)),
-        "pending" if announced => json!(signer.sign(&call.id, now)),
+        // Only a pending recording needs the stored state: has the carrier announced it yet?
+        "pending" if state_of(call).is_some_and(|state| state.recording_source_url.is_some()) => {
+            json!(signer.sign(&call.id, now))
+        }
         "pending" => json!("pending"),
         _ => Value::Null,
     }

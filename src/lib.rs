@@ -44,8 +44,6 @@ use crate::store::call_store::SeaCallStore;
 pub struct App {
     pub config: Config,
     pub db: DatabaseConnection,
-    /// Base URL carriers and signed links use (no trailing slash).
-    pub public_url: String,
     pub auth: auth::Authenticator,
     /// Verified against when a login names an unknown email, so timing reveals nothing.
     pub dummy_password_hash: String,
@@ -179,7 +177,6 @@ pub async fn run(
         auth: auth::Authenticator::new(&master),
         config: config.clone(),
         db: db.clone(),
-        public_url: public_url.clone(),
         dummy_password_hash,
         signer,
         registry,
