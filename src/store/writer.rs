@@ -163,25 +163,15 @@ async fn apply(
             insert_call(conn, row, idempotency.as_ref()).await.map(WriteOutcome::Created)
         }
         WriteOp::LogEvent { event } => {
-            event.clone().into_active_model().reset_all().not_set_id().insert(conn).await?;
+            let mut row = event.clone().into_active_model().reset_all();
+            row.id = sea_orm::ActiveValue::NotSet; // the database numbers the log
+            row.insert(conn).await?;
             Ok(WriteOutcome::Done)
         }
         WriteOp::Commit { record, state, published } => {
             commit_transition(context, conn, record, state, published, after).await?;
             Ok(WriteOutcome::Done)
         }
-    }
-}
-
-trait NotSetId {
-    fn not_set_id(self) -> Self;
-}
-
-impl NotSetId for call_event::ActiveModel {
-    /// Lets the database number the row.
-    fn not_set_id(mut self) -> Self {
-        self.id = sea_orm::ActiveValue::NotSet;
-        self
     }
 }
 
