@@ -1,4 +1,4 @@
-//! Dialplane's actor system: the per-call actors, their supervisors and the pure state machines
+//! Dialplane's actor system: the per-call and per-webhook-subscription actors, their supervisors and the pure state machines
 //! they apply.
 //!
 //! This crate knows nothing of HTTP or SQL. It talks to the outside world only through the traits
@@ -9,8 +9,11 @@
 pub mod call;
 pub mod ports;
 pub mod supervisor;
+pub mod webhook;
 
 pub use call::actor::{CallActor, CallActorArgs, CallDeps, CallMessage};
 pub use call::fsm;
 pub use call::{CallRecord, CallType};
 pub use supervisor::{CallRegistry, CallSupervisor, CallSupervisorHandle, CallSupervisorMessage, RootSupervisor};
+pub use webhook::actor::{WebhookDeps, WebhookMessage, WebhookSubscriptionActor};
+pub use webhook::supervisor::{WebhookSupervisor, WebhookSupervisorMessage};

@@ -158,3 +158,64 @@ impl Clock for SystemClock {
         chrono::Utc::now()
     }
 }
+
+/// A message waiting in a webhook subscription's outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboundMessage {
+    /// The outbox row.
+    pub row_id: i64,
+    /// `msg_…`: the `webhook-id` header, stable across retries.
+    pub message_id: String,
+    pub subscription_id: String,
+    /// Messages of one line (one call) are delivered in order: a later one waits for an earlier one.
+    pub line: String,
+    pub event_type: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+    pub next_attempt_at: Timestamp,
+    /// The exact bytes to send and sign.
+    pub body: String,
+}
+
+/// What one delivery attempt came to, with what the attempt log keeps of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptReport {
+    pub result: crate::webhook::fsm::AttemptResult,
+    pub status_code: Option<u16>,
+    pub latency: std::time::Duration,
+    pub error: Option<String>,
+    /// The start of the receiver's response body, bounded.
+    pub response_excerpt: Option<String>,
+}
+
+/// The durable side of a webhook subscription: its outbox rows, attempt log and health.
+#[async_trait]
+pub trait WebhookOutbox: Send + Sync + 'static {
+    /// Returns the subscription's health, or `None` when it no longer exists.
+    async fn health(&self, subscription_id: &str) -> Result<Option<crate::webhook::fsm::EndpointHealth>, StoreError>;
+    /// Returns up to `limit` pending messages of the subscription, oldest first, due or not.
+    async fn pending(&self, subscription_id: &str, limit: u64) -> Result<Vec<OutboundMessage>, StoreError>;
+    /// Logs an attempt and records the message's fate, in one transaction.
+    async fn record_attempt(
+        &self,
+        message: &OutboundMessage,
+        report: &AttemptReport,
+        fate: &crate::webhook::fsm::MessageFate,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Saves the subscription's health; with `disabled_reason` it disables the endpoint and records
+    /// a `webhook.disabled` event.
+    async fn save_health(
+        &self,
+        subscription_id: &str,
+        health: &crate::webhook::fsm::EndpointHealth,
+        disabled_reason: Option<&str>,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+}
+
+/// Sends one signed delivery attempt to a subscription's endpoint.
+#[async_trait]
+pub trait WebhookSender: Send + Sync + 'static {
+    async fn send(&self, message: &OutboundMessage) -> AttemptReport;
+}

@@ -1,0 +1,195 @@
+//! The WebhookSubscriptionActor: drains one subscription's outbox. It keeps at most
+//! `max_in_flight` requests open to its endpoint (so a slow or dead endpoint only ever ties up its
+//! own actor), delivers the messages of one call in order, applies [`fsm::decide`] to every attempt
+//! and records the result before looking for more work. It wakes when told new messages were
+//! committed, when the earliest retry falls due, and on a slow poll as a safety net.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tracing::{info, warn};
+
+use super::fsm::{self, DeliveryPolicy, EndpointHealth};
+use crate::call::fsm::Timestamp;
+use crate::ports::{AttemptReport, Clock, OutboundMessage, WebhookOutbox, WebhookSender};
+
+/// Stop reason of an actor whose subscription was disabled or deleted.
+pub const RETIRED: &str = "retired";
+
+/// What every subscription actor shares.
+pub struct WebhookDeps {
+    pub outbox: Arc<dyn WebhookOutbox>,
+    pub sender: Arc<dyn WebhookSender>,
+    pub clock: Arc<dyn Clock>,
+    pub policy: DeliveryPolicy,
+    /// Most requests open to one endpoint at a time.
+    pub max_in_flight: usize,
+    /// How often an idle actor looks at its outbox anyway.
+    pub poll_interval: Duration,
+}
+
+/// Messages of a subscription actor.
+pub enum WebhookMessage {
+    /// New messages may be due.
+    Wake,
+    /// The subscription changed (enabled, disabled, deleted): read its health again.
+    Reload,
+    /// An attempt finished.
+    Attempted { message: Box<OutboundMessage>, report: Box<AttemptReport> },
+}
+
+/// State of a subscription actor.
+pub struct WebhookState {
+    subscription_id: String,
+    deps: Arc<WebhookDeps>,
+    health: EndpointHealth,
+    /// Outbox rows with an attempt under way.
+    in_flight: HashSet<i64>,
+    /// When the next timed wake is set for, so retries do not pile up timers.
+    wake_at: Option<Timestamp>,
+}
+
+/// One actor per webhook subscription.
+pub struct WebhookSubscriptionActor;
+
+impl Actor for WebhookSubscriptionActor {
+    type Msg = WebhookMessage;
+    type State = WebhookState;
+    type Arguments = (String, Arc<WebhookDeps>);
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        (subscription_id, deps): Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        myself.send_interval(deps.poll_interval, || WebhookMessage::Wake);
+        Ok(WebhookState {
+            subscription_id,
+            deps,
+            health: EndpointHealth::default(),
+            in_flight: HashSet::new(),
+            wake_at: None,
+        })
+    }
+
+    async fn post_start(&self, myself: ActorRef<Self::Msg>, s: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        reload(&myself, s).await;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        s: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            WebhookMessage::Wake => drain(&myself, s).await,
+            WebhookMessage::Reload => reload(&myself, s).await,
+            WebhookMessage::Attempted { message, report } => attempted(&myself, s, *message, *report).await,
+        }
+        Ok(())
+    }
+}
+
+/// Reads the subscription's health; retires the actor when it is gone or disabled.
+async fn reload(myself: &ActorRef<WebhookMessage>, s: &mut WebhookState) {
+    match s.deps.outbox.health(&s.subscription_id).await {
+        Ok(Some(health)) if !health.disabled => {
+            s.health = health;
+            drain(myself, s).await;
+        }
+        Ok(_) => {
+            info!(subscription.id = %s.subscription_id, "webhook subscription is disabled or gone; its actor stops");
+            myself.stop(Some(RETIRED.to_string()));
+        }
+        Err(e) => warn!(subscription.id = %s.subscription_id, error = %e, "webhook subscription could not be read"),
+    }
+}
+
+/// Starts an attempt for every due message that is first in line for its call, up to the
+/// in-flight limit, and sets a wake for the earliest message not yet due.
+async fn drain(myself: &ActorRef<WebhookMessage>, s: &mut WebhookState) {
+    let room = s.deps.max_in_flight.saturating_sub(s.in_flight.len());
+    if s.health.disabled || room == 0 {
+        return;
+    }
+    let limit = (s.deps.max_in_flight * 8 + s.in_flight.len()) as u64;
+    let pending = match s.deps.outbox.pending(&s.subscription_id, limit).await {
+        Ok(pending) => pending,
+        Err(e) => {
+            warn!(subscription.id = %s.subscription_id, error = %e, "webhook outbox could not be read");
+            return;
+        }
+    };
+    let now = s.deps.clock.now();
+    let mut lines = HashSet::new();
+    let mut next_due: Option<Timestamp> = None;
+    let mut started = 0;
+    for message in pending {
+        if !lines.insert(message.line.clone()) || s.in_flight.contains(&message.row_id) {
+            continue;
+        }
+        if message.next_attempt_at > now {
+            next_due = Some(next_due.map_or(message.next_attempt_at, |at| at.min(message.next_attempt_at)));
+            continue;
+        }
+        if started == room {
+            break;
+        }
+        started += 1;
+        s.in_flight.insert(message.row_id);
+        let sender = s.deps.sender.clone();
+        let actor = myself.clone();
+        tokio::spawn(async move {
+            let report = sender.send(&message).await;
+            let _ = actor.send_message(WebhookMessage::Attempted { message: Box::new(message), report: Box::new(report) });
+        });
+    }
+    if let Some(due) = next_due
+        && s.wake_at.is_none_or(|at| due < at || at <= now)
+    {
+        s.wake_at = Some(due);
+        let wait = (due - now).to_std().unwrap_or_default();
+        myself.send_after(wait, || WebhookMessage::Wake);
+    }
+}
+
+/// Applies the rules to a finished attempt, records it, and looks for more work.
+async fn attempted(
+    myself: &ActorRef<WebhookMessage>,
+    s: &mut WebhookState,
+    message: OutboundMessage,
+    report: AttemptReport,
+) {
+    s.in_flight.remove(&message.row_id);
+    let now = s.deps.clock.now();
+    let attempts = message.attempts + 1;
+    let decision = fsm::decide(
+        &s.deps.policy,
+        &s.health,
+        attempts,
+        &report.result,
+        now,
+        fsm::jitter(&message.message_id, attempts),
+    );
+    if let Err(e) = s.deps.outbox.record_attempt(&message, &report, &decision.fate, now).await {
+        // The row stays pending as it was; the next poll attempts it again.
+        warn!(subscription.id = %s.subscription_id, message.id = %message.message_id, error = %e, "delivery attempt could not be recorded");
+        return;
+    }
+    if decision.health != s.health {
+        match s.deps.outbox.save_health(&s.subscription_id, &decision.health, decision.disabled_reason.as_deref(), now).await {
+            Ok(()) => s.health = decision.health,
+            Err(e) => warn!(subscription.id = %s.subscription_id, error = %e, "webhook health could not be saved"),
+        }
+    }
+    if s.health.disabled {
+        warn!(subscription.id = %s.subscription_id, reason = ?decision.disabled_reason, "webhook endpoint disabled");
+        myself.stop(Some(RETIRED.to_string()));
+        return;
+    }
+    drain(myself, s).await;
+}

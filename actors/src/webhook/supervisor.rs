@@ -1,0 +1,116 @@
+//! The WebhookSupervisor: one [`WebhookSubscriptionActor`] per enabled subscription. A subscription
+//! actor that fails is restarted (its state is all in the outbox, so nothing is lost); one that
+//! retires (its subscription was disabled or deleted) is forgotten.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tracing::{error, warn};
+
+use super::actor::{RETIRED, WebhookDeps, WebhookMessage, WebhookSubscriptionActor};
+
+/// Pause before a failed subscription actor is started again.
+const RESTART_DELAY: Duration = Duration::from_secs(1);
+
+/// Messages of the WebhookSupervisor.
+pub enum WebhookSupervisorMessage {
+    /// A subscription was created or changed: start its actor, or have it read its state again.
+    Ensure(String),
+    /// New messages were committed for these subscriptions.
+    Wake(Vec<String>),
+}
+
+/// State of the WebhookSupervisor.
+pub struct WebhookSupervisorState {
+    deps: Arc<WebhookDeps>,
+    actors: HashMap<String, ActorRef<WebhookMessage>>,
+    ids: HashMap<ActorId, String>,
+}
+
+/// Starts and watches subscription actors.
+pub struct WebhookSupervisor;
+
+impl WebhookSupervisor {
+    async fn start_child(myself: &ActorRef<WebhookSupervisorMessage>, s: &mut WebhookSupervisorState, id: String) {
+        match Actor::spawn_linked(None, WebhookSubscriptionActor, (id.clone(), s.deps.clone()), myself.get_cell()).await
+        {
+            Ok((actor, _)) => {
+                s.ids.insert(actor.get_id(), id.clone());
+                s.actors.insert(id, actor);
+            }
+            Err(e) => error!(subscription.id = %id, error = %e, "webhook subscription actor did not start"),
+        }
+    }
+}
+
+impl Actor for WebhookSupervisor {
+    type Msg = WebhookSupervisorMessage;
+    type State = WebhookSupervisorState;
+    /// The shared dependencies and the subscriptions enabled at start.
+    type Arguments = (Arc<WebhookDeps>, Vec<String>);
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        (deps, enabled): Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        for id in enabled {
+            myself.send_message(WebhookSupervisorMessage::Ensure(id))?;
+        }
+        Ok(WebhookSupervisorState { deps, actors: HashMap::new(), ids: HashMap::new() })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        s: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            WebhookSupervisorMessage::Ensure(id) => match s.actors.get(&id) {
+                Some(actor) => {
+                    let _ = actor.send_message(WebhookMessage::Reload);
+                }
+                None => WebhookSupervisor::start_child(&myself, s, id).await,
+            },
+            WebhookSupervisorMessage::Wake(ids) => {
+                for id in ids {
+                    if let Some(actor) = s.actors.get(&id) {
+                        let _ = actor.send_message(WebhookMessage::Wake);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        s: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                if let Some(id) = s.ids.remove(&cell.get_id()) {
+                    s.actors.remove(&id);
+                    if reason.as_deref() != Some(RETIRED) {
+                        warn!(subscription.id = %id, reason = ?reason, "webhook subscription actor stopped");
+                    }
+                }
+            }
+            SupervisionEvent::ActorFailed(cell, err) => {
+                if let Some(id) = s.ids.remove(&cell.get_id()) {
+                    s.actors.remove(&id);
+                    error!(subscription.id = %id, error = %err, "webhook subscription actor failed; restarting it");
+                    // After a pause, so a failure that repeats cannot spin.
+                    myself.send_after(RESTART_DELAY, move || WebhookSupervisorMessage::Ensure(id));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
