@@ -48,6 +48,12 @@ pub struct Config {
     pub counter_reconcile_interval: Duration,
     /// How long a request waits for a database connection before answering 503.
     pub db_acquire_timeout: Duration,
+    /// Per-attempt timeout of a webhook or callback delivery.
+    pub webhook_timeout: Duration,
+    /// A webhook endpoint failing without a success for this long is disabled.
+    pub webhook_disable_after: Duration,
+    /// Most requests open to one webhook endpoint at a time.
+    pub webhook_max_in_flight: usize,
 }
 
 /// Credentials of the superuser to create at start.
@@ -100,9 +106,17 @@ pub const KEYS: &[&str] = &[
     "DIALPLANE_DRAIN_TIMEOUT_S",
     "DIALPLANE_COUNTER_RECONCILE_S",
     "DIALPLANE_DB_ACQUIRE_TIMEOUT_S",
+    "DIALPLANE_WEBHOOK_TIMEOUT_S",
+    "DIALPLANE_WEBHOOK_DISABLE_AFTER_S",
+    "DIALPLANE_WEBHOOK_MAX_IN_FLIGHT",
 ];
 
 impl Config {
+    /// Returns the webhook delivery policy (also used for per-call callbacks).
+    pub fn delivery_policy(&self) -> dialplane_actors::webhook::fsm::DeliveryPolicy {
+        dialplane_actors::webhook::fsm::DeliveryPolicy::svix(self.delivery_backoff_scale, self.webhook_disable_after)
+    }
+
     /// Returns the call state machine's policy.
     pub fn call_policy(&self) -> dialplane_actors::fsm::Policy {
         let chrono = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
@@ -224,6 +238,14 @@ impl Config {
         let drain_timeout = seconds("DIALPLANE_DRAIN_TIMEOUT_S", 30.0)?;
         let counter_reconcile_interval = seconds("DIALPLANE_COUNTER_RECONCILE_S", 30.0)?;
         let db_acquire_timeout = seconds("DIALPLANE_DB_ACQUIRE_TIMEOUT_S", 5.0)?;
+        let webhook_timeout = seconds("DIALPLANE_WEBHOOK_TIMEOUT_S", 15.0)?;
+        let webhook_disable_after = seconds("DIALPLANE_WEBHOOK_DISABLE_AFTER_S", 5.0 * 24.0 * 3600.0)?;
+        let webhook_max_in_flight = match get("DIALPLANE_WEBHOOK_MAX_IN_FLIGHT") {
+            None => 8,
+            Some(raw) => raw.parse::<usize>().ok().filter(|n| (1..=256).contains(n)).ok_or_else(|| {
+                ConfigError::new("DIALPLANE_WEBHOOK_MAX_IN_FLIGHT", "expected a whole number between 1 and 256")
+            })?,
+        };
 
         Ok(Config {
             dial_timeout,
@@ -233,6 +255,9 @@ impl Config {
             drain_timeout,
             counter_reconcile_interval,
             db_acquire_timeout,
+            webhook_timeout,
+            webhook_disable_after,
+            webhook_max_in_flight,
             bind,
             database_url,
             redis_url,

@@ -39,6 +39,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// The resource is in a state that does not allow the request.
+    #[error("{0}")]
+    Conflict(String),
     /// Fields failed validation.
     #[error("validation failed")]
     Validation(Vec<FieldError>),
@@ -58,6 +61,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -71,12 +75,19 @@ impl ApiError {
 
     /// Turns the error into its HTTP response.
     pub fn into_response(self) -> Response {
+        let (status, body, extra_header) = self.parts();
+        respond(status, &body, extra_header)
+    }
+
+    /// Returns the status, the FastAPI-style body and the header the error adds.
+    fn parts(self) -> (StatusCode, serde_json::Value, Option<(header::HeaderName, HeaderValue)>) {
         let status = self.status();
         let body = match &self {
             ApiError::Unauthenticated => json!({ "detail": "Could not validate credentials" }),
             ApiError::BadRequest(detail)
             | ApiError::Forbidden(detail)
             | ApiError::NotFound(detail)
+            | ApiError::Conflict(detail)
             | ApiError::Unavailable(detail) => json!({ "detail": detail }),
             ApiError::Validation(errors) => json!({ "detail": errors }),
             ApiError::Internal(message) => {
@@ -84,18 +95,60 @@ impl ApiError {
                 json!({ "detail": "Internal Server Error" })
             }
         };
-        let mut response = json_response(status, &body);
-        match self {
-            ApiError::Unauthenticated => {
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            ApiError::Unavailable(_) => {
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
-            }
-            _ => {}
-        }
-        response
+        let extra_header = match self {
+            ApiError::Unauthenticated => Some((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))),
+            ApiError::Unavailable(_) => Some((header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S))),
+            _ => None,
+        };
+        (status, body, extra_header)
     }
+
+    /// Returns the machine-readable `code` of a `/v1` error.
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthenticated => "unauthorized",
+            ApiError::BadRequest(_) | ApiError::Validation(_) => "invalid_request",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+
+    /// Turns the error into a `/v1` response (seed 003): `{"detail": "...", "code": "..."}`, with
+    /// invalid fields answered 400 and a detail that names each field.
+    pub fn into_v1_response(self) -> Response {
+        let code = self.code();
+        let this = match self {
+            ApiError::Validation(errors) => ApiError::BadRequest(
+                errors
+                    .iter()
+                    .map(|e| match e.loc.get(1) {
+                        Some(field) => format!("{field}: {}", e.msg),
+                        None => e.msg.clone(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            other => other,
+        };
+        let (status, mut body, extra_header) = this.parts();
+        body["code"] = json!(code);
+        respond(status, &body, extra_header)
+    }
+}
+
+fn respond(
+    status: StatusCode,
+    body: &serde_json::Value,
+    extra_header: Option<(header::HeaderName, HeaderValue)>,
+) -> Response {
+    let mut response = json_response(status, body);
+    if let Some((name, value)) = extra_header {
+        response.headers_mut().insert(name, value);
+    }
+    response
 }
 
 /// Seconds a client is told to wait before retrying a 503.

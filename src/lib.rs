@@ -20,6 +20,7 @@ pub mod signing;
 pub mod store;
 pub mod telemetry;
 pub mod transcribe;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -63,6 +64,8 @@ pub struct App {
     pub metrics: PrometheusHandle,
     /// Set when a graceful shutdown began: readiness fails and no new call is taken.
     pub draining: AtomicBool,
+    /// Webhook subscriptions: their directory and actors.
+    pub webhooks: Arc<webhooks::Webhooks>,
 }
 
 impl App {
@@ -142,10 +145,13 @@ pub async fn run(
     };
     let outbox_ready = Arc::new(Notify::new());
     let signer = RecordingUrlSigner::new(derive_key(&master, "recording-urls"), &public_url);
+    let (webhooks, webhooks_woken) = webhooks::Webhooks::load(&db).await?;
     let writer = store::writer::Writer::start(store::writer::WriterContext {
         db: db.clone(),
         signer: signer.clone(),
         outbox_ready: outbox_ready.clone(),
+        subscriptions: webhooks.directory.clone(),
+        wake_subscriptions: webhooks.wake_sender(),
     });
     let store = Arc::new(SeaCallStore::new(db.clone(), writer.clone()));
     let sandbox_callback_key = derive_key(&master, "sandbox-callbacks");
@@ -188,6 +194,7 @@ pub async fn run(
         sandbox_callback_key,
         metrics,
         draining: AtomicBool::new(false),
+        webhooks: webhooks.clone(),
     });
 
     // Calls a previous run left unfinished get their actors back.
@@ -211,12 +218,11 @@ pub async fn run(
     }
 
     let (stop_tasks, tasks_stopped) = watch::channel(false);
-    let worker = Arc::new(delivery::DeliveryWorker::new(
-        db.clone(),
-        outbox_ready,
-        config.delivery_backoff_scale,
-        config.allow_private_callbacks,
-    )?);
+    let post = Arc::new(webhooks::sender::SignedPost::new(config.webhook_timeout, config.allow_private_callbacks)?);
+    webhooks
+        .start(db.clone(), webhooks_woken, post.clone(), config.delivery_policy(), config.webhook_max_in_flight)
+        .await?;
+    let worker = Arc::new(delivery::DeliveryWorker::new(db.clone(), outbox_ready, config.delivery_policy(), post));
     let delivery = tokio::spawn(worker.run(tasks_stopped.clone()));
     let maintenance = tokio::spawn(maintain(app.clone(), tasks_stopped));
 
@@ -256,6 +262,7 @@ pub async fn run(
 
     info!("shutting down");
     RootSupervisor::shutdown(root, &calls).await;
+    webhooks.shutdown().await;
     let _ = stop_tasks.send(true);
     let _ = delivery.await;
     let _ = maintenance.await;
@@ -264,8 +271,8 @@ pub async fn run(
 }
 
 /// Periodic upkeep: rebuilds the live counters from the database (at start, then every
-/// `counter_reconcile_interval`, so they recover from crashes and counter-store outages) and
-/// forgets Idempotency-Keys older than 48 hours.
+/// `counter_reconcile_interval`, so they recover from crashes and counter-store outages), reloads
+/// the webhook subscriptions, and forgets Idempotency-Keys older than 48 hours.
 async fn maintain(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
     let mut interval = tokio::time::interval(app.config.counter_reconcile_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -283,6 +290,15 @@ async fn maintain(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
                 }
             }
             Err(e) => warn!(error = %e, "live calls could not be read for reconciliation"),
+        }
+        // Subscriptions changed by other nodes.
+        match app.webhooks.directory.reload(&app.db).await {
+            Ok(()) => {
+                for id in app.webhooks.directory.enabled_ids() {
+                    app.webhooks.ensure(&id);
+                }
+            }
+            Err(e) => warn!(error = %e, "webhook subscriptions could not be reloaded"),
         }
         let horizon = chrono::Utc::now() - chrono::Duration::hours(48);
         if let Err(e) = store::calls::forget_idempotency_keys(&app.db, horizon).await {

@@ -14,6 +14,11 @@ pub const CALLS_ENDED_TOTAL: &str = "dialplane_calls_ended_total";
 pub const LIVE_CALLS: &str = "dialplane_live_calls";
 pub const CARRIER_CALLBACKS_TOTAL: &str = "dialplane_carrier_callbacks_total";
 pub const CALLBACK_DELIVERIES_TOTAL: &str = "dialplane_callback_deliveries_total";
+pub const WEBHOOK_DELIVERIES_TOTAL: &str = "dialplane_webhook_deliveries_total";
+pub const WEBHOOK_ATTEMPT_DURATION_SECONDS: &str = "dialplane_webhook_attempt_duration_seconds";
+pub const WEBHOOK_ENDPOINTS_DISABLED_TOTAL: &str = "dialplane_webhook_endpoints_disabled_total";
+pub const WEBHOOK_OUTBOX_PENDING: &str = "dialplane_webhook_outbox_pending";
+pub const WEBHOOK_OUTBOX_OLDEST_AGE_SECONDS: &str = "dialplane_webhook_outbox_oldest_age_seconds";
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -25,6 +30,11 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .set_buckets_for_metric(
                     Matcher::Full(HTTP_REQUEST_DURATION_SECONDS.to_string()),
                     &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
+                )
+                .expect("buckets are not empty")
+                .set_buckets_for_metric(
+                    Matcher::Full(WEBHOOK_ATTEMPT_DURATION_SECONDS.to_string()),
+                    &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
                 )
                 .expect("buckets are not empty")
                 .build_recorder();
@@ -46,6 +56,33 @@ fn describe() {
     describe_gauge!(LIVE_CALLS, "Calls currently live (dialing, ringing or in progress).");
     describe_counter!(CARRIER_CALLBACKS_TOTAL, "Carrier callbacks received, by carrier and result.");
     describe_counter!(CALLBACK_DELIVERIES_TOTAL, "Callback delivery attempts, by result.");
+    describe_counter!(WEBHOOK_DELIVERIES_TOTAL, "Webhook subscription delivery attempts, by result.");
+    describe_histogram!(WEBHOOK_ATTEMPT_DURATION_SECONDS, Unit::Seconds, "Webhook delivery attempt latency.");
+    describe_counter!(WEBHOOK_ENDPOINTS_DISABLED_TOTAL, "Webhook endpoints disabled after failing continuously.");
+    describe_gauge!(WEBHOOK_OUTBOX_PENDING, "Messages waiting in the outbox, by subscription state.");
+    describe_gauge!(
+        WEBHOOK_OUTBOX_OLDEST_AGE_SECONDS,
+        Unit::Seconds,
+        "Age of the oldest message waiting in the outbox, by subscription state."
+    );
+}
+
+/// Records a webhook delivery attempt by what became of its message (`delivered`, `retrying`,
+/// `exhausted`, `abandoned`) and its latency.
+pub fn webhook_attempt(result: &'static str, seconds: f64) {
+    counter!(WEBHOOK_DELIVERIES_TOTAL, "result" => result).increment(1);
+    histogram!(WEBHOOK_ATTEMPT_DURATION_SECONDS).record(seconds);
+}
+
+/// Records an endpoint disabled for failing.
+pub fn webhook_disabled() {
+    counter!(WEBHOOK_ENDPOINTS_DISABLED_TOTAL).increment(1);
+}
+
+/// Sets the outbox gauges of one subscription state (`enabled`, `disabled`, `callback_url`).
+pub fn set_outbox_depth(state: &'static str, pending: u64, oldest_age_seconds: f64) {
+    gauge!(WEBHOOK_OUTBOX_PENDING, "subscription_state" => state).set(pending as f64);
+    gauge!(WEBHOOK_OUTBOX_OLDEST_AGE_SECONDS, "subscription_state" => state).set(oldest_age_seconds);
 }
 
 /// Records one answered HTTP request.

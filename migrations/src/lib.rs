@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_create_core_tables;
 mod m20261124_000002_add_sandbox_calls_and_idempotency_keys;
+mod m20261125_000003_add_webhook_subscriptions;
 
 /// Lists every migration in the order it applies.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_create_core_tables::Migration),
             Box::new(m20261124_000002_add_sandbox_calls_and_idempotency_keys::Migration),
+            Box::new(m20261125_000003_add_webhook_subscriptions::Migration),
         ]
     }
 }

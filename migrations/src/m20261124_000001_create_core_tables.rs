@@ -147,7 +147,7 @@ impl MigrationTrait for Migration {
     }
 }
 
-async fn index<T: IntoIden + Copy + 'static, C: IntoIden + Copy + 'static>(
+pub(crate) async fn index<T: IntoIden + Copy + 'static, C: IntoIden + Copy + 'static>(
     manager: &SchemaManager<'_>,
     name: &str,
     table: T,

@@ -6,6 +6,7 @@ pub mod api;
 pub mod carrier;
 pub mod ops;
 pub mod validate;
+pub mod webhooks;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -32,6 +33,17 @@ where
 {
     let started = Instant::now();
     let response = handler.await.unwrap_or_else(ApiError::into_response);
+    telemetry::http_request(route, method, response.status().as_u16(), started.elapsed().as_secs_f64());
+    response
+}
+
+/// [`timed`] for the `/v1` surface, whose errors carry a `code` (seed 003).
+async fn timed_v1<Fut>(route: &'static str, method: &'static str, handler: Fut) -> Response
+where
+    Fut: Future<Output = Result<Response, ApiError>>,
+{
+    let started = Instant::now();
+    let response = handler.await.unwrap_or_else(ApiError::into_v1_response);
     telemetry::http_request(route, method, response.status().as_u16(), started.elapsed().as_secs_f64());
     response
 }
@@ -123,6 +135,87 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
         .unify()
         .boxed();
 
+    let v1 = warp::path!("v1" / "webhooks")
+        .and(warp::post())
+        .and(with_app(app.clone()))
+        .and(authorization())
+        .and(body())
+        .then(|app, auth, body| timed_v1("/v1/webhooks", "POST", webhooks::create(app, auth, body)))
+        .or(warp::path!("v1" / "webhooks")
+            .and(warp::get())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(raw_query())
+            .then(|app, auth, query| timed_v1("/v1/webhooks", "GET", webhooks::list(app, auth, query))))
+        .unify()
+        .or(warp::path!("v1" / "webhooks" / String)
+            .and(warp::get())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .then(|id, app, auth| timed_v1("/v1/webhooks/{id}", "GET", webhooks::get(app, auth, id))))
+        .unify()
+        .or(warp::path!("v1" / "webhooks" / String)
+            .and(warp::put().or(warp::patch()).unify())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(body())
+            .then(|id, app, auth, body| timed_v1("/v1/webhooks/{id}", "PUT", webhooks::update(app, auth, id, body))))
+        .unify()
+        .or(warp::path!("v1" / "webhooks" / String)
+            .and(warp::delete())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .then(|id, app, auth| timed_v1("/v1/webhooks/{id}", "DELETE", webhooks::delete(app, auth, id))))
+        .unify()
+        .or(warp::path!("v1" / "webhooks" / String / "test")
+            .and(warp::post())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .then(|id, app, auth| timed_v1("/v1/webhooks/{id}/test", "POST", webhooks::test(app, auth, id))))
+        .unify()
+        .or(warp::path!("v1" / "webhooks" / String / "logs")
+            .and(warp::get())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(raw_query())
+            .then(|id, app, auth, query| {
+                timed_v1("/v1/webhooks/{id}/logs", "GET", webhooks::logs(app, auth, id, query))
+            }))
+        .unify()
+        .or(warp::path!("v1" / "webhooks" / String / "replay")
+            .and(warp::post())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(body())
+            .then(|id, app, auth, body| {
+                timed_v1("/v1/webhooks/{id}/replay", "POST", webhooks::replay(app, auth, id, body))
+            }))
+        .unify()
+        .or(warp::path!("v1" / "webhooks" / String / "secret")
+            .and(warp::get())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .then(|id, app, auth| timed_v1("/v1/webhooks/{id}/secret", "GET", webhooks::secret(app, auth, id))))
+        .unify()
+        .or(warp::path!("v1" / "webhooks" / String / "secret" / "rotate")
+            .and(warp::post())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(body())
+            .then(|id, app, auth, body| {
+                timed_v1("/v1/webhooks/{id}/secret/rotate", "POST", webhooks::rotate_secret(app, auth, id, body))
+            }))
+        .unify()
+        .or(warp::path!("v1" / "workspace" / "signing-secret")
+            .and(warp::get())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .then(|app, auth| {
+                timed_v1("/v1/workspace/signing-secret", "GET", webhooks::workspace_signing_secret(app, auth))
+            }))
+        .unify()
+        .boxed();
+
     let ops = warp::path!("health")
         .and(warp::get())
         .then(|| timed("/health", "GET", ops::health()))
@@ -142,7 +235,7 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
         .unify()
         .boxed();
 
-    api.or(carrier).unify().or(ops).unify().recover(rejection).unify().boxed()
+    api.or(carrier).unify().or(v1).unify().or(ops).unify().recover(rejection).unify().boxed()
 }
 
 /// Answers requests no route took, in FastAPI's shape.

@@ -38,6 +38,7 @@ pub fn new_row(record: &CallRecord, callback_url: Option<String>, state: &CallSt
         agent_config: record.agent_config.to_string(),
         state: String::new(),
         is_live: true,
+        event_seq: 0,
         created_at: state.created_at,
         updated_at: state.created_at,
         ended_at: None,

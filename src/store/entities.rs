@@ -99,6 +99,8 @@ pub mod call {
         pub state: String,
         /// True until the call has ended and its post-call stages are settled (recovery looks here).
         pub is_live: bool,
+        /// Lifecycle events published so far: the `sequence` of the next webhook event.
+        pub event_seq: i32,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
         pub ended_at: Option<DateTimeUtc>,
@@ -159,6 +161,10 @@ pub mod outbox {
         pub last_error: Option<String>,
         pub created_at: DateTimeUtc,
         pub delivered_at: Option<DateTimeUtc>,
+        /// The webhook subscription it is for; `None` for a call's own `callback_url`.
+        pub subscription_id: Option<String>,
+        /// `evt_…`: the event's id, shared by the messages of every subscription it went to.
+        pub event_id: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -260,6 +266,72 @@ pub mod idempotency_key {
         pub response_status: i32,
         pub response_body: String,
         pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Webhook subscriptions: where a workspace's lifecycle events go.
+pub mod webhook_subscription {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "webhook_subscriptions")]
+    pub struct Model {
+        /// `wh_…`
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub workspace_id: String,
+        pub url: String,
+        pub description: String,
+        /// JSON array of event type patterns (`call.*`, `call.ended`, `*`).
+        pub event_types: String,
+        pub enabled: bool,
+        /// Why the engine disabled it (`None` when the user did, or it is enabled).
+        pub disabled_reason: Option<String>,
+        pub disabled_at: Option<DateTimeUtc>,
+        /// Since when every attempt has failed.
+        pub failing_since: Option<DateTimeUtc>,
+        /// `whsec_…`
+        pub secret: String,
+        /// The secret before the last rotation; also signs until `previous_secret_expires_at`.
+        pub previous_secret: Option<String>,
+        pub previous_secret_expires_at: Option<DateTimeUtc>,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Every delivery attempt to a webhook subscription.
+pub mod webhook_attempt {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "webhook_attempts")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        pub subscription_id: String,
+        pub workspace_id: String,
+        pub message_id: String,
+        pub event_type: String,
+        /// 1 for the first attempt of the message.
+        pub attempt: i32,
+        pub attempted_at: DateTimeUtc,
+        pub status_code: Option<i32>,
+        pub latency_ms: i32,
+        /// `delivered`, `retrying`, `exhausted` or `abandoned`.
+        pub result: String,
+        pub error: Option<String>,
+        pub response_excerpt: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

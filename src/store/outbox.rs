@@ -1,4 +1,5 @@
-//! Queries over the outbox: which deliveries are due, and recording each attempt's result.
+//! Queries over the outbox rows of per-call `callback_url`s: which deliveries are due, and recording
+//! each attempt's result. (Webhook subscriptions' rows are in [`crate::webhooks::store`].)
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
@@ -6,11 +7,12 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Que
 
 use super::entities::outbox;
 
-/// Returns up to `limit` pending deliveries, oldest first (due or not: ordering per call needs to
+/// Returns up to `limit` pending callback deliveries, oldest first (due or not: ordering per call needs to
 /// see the ones waiting for a retry too).
 pub async fn pending(db: &impl ConnectionTrait, limit: u64) -> Result<Vec<outbox::Model>, DbErr> {
     outbox::Entity::find()
         .filter(outbox::Column::Status.eq("pending"))
+        .filter(outbox::Column::SubscriptionId.is_null())
         .order_by_asc(outbox::Column::Id)
         .limit(limit)
         .all(db)

@@ -21,6 +21,9 @@ use crate::call_view;
 use crate::ids;
 use crate::signing::RecordingUrlSigner;
 use crate::telemetry;
+use crate::webhooks::SubscriptionDirectory;
+use crate::webhooks::events;
+use crate::webhooks::store::{self as webhook_store, WakeSender};
 
 /// Most writes one transaction takes.
 const MAX_BATCH: usize = 256;
@@ -58,8 +61,12 @@ pub struct WriterContext {
     pub db: DatabaseConnection,
     /// Signs the recording URLs put in callback bodies.
     pub signer: RecordingUrlSigner,
-    /// Woken after a commit that added outbox rows.
+    /// Woken after a commit that added `callback_url` rows to the outbox.
     pub outbox_ready: Arc<Notify>,
+    /// Who subscribed to which events: every lifecycle event is fanned out to them.
+    pub subscriptions: Arc<SubscriptionDirectory>,
+    /// Told which subscriptions got messages once a commit added them.
+    pub wake_subscriptions: WakeSender,
 }
 
 impl Writer {
@@ -89,6 +96,8 @@ async fn run(context: WriterContext, mut queue: mpsc::Receiver<Job>) {
 #[derive(Default)]
 struct AfterCommit {
     outbox_rows: usize,
+    /// Subscriptions that got messages.
+    woken: Vec<String>,
     ended: Vec<(&'static str, &'static str)>,
 }
 
@@ -119,6 +128,7 @@ async fn write_batch(context: &WriterContext, jobs: Vec<Job>) {
         if result.is_ok() {
             after.outbox_rows += effects.outbox_rows;
             after.ended.extend(effects.ended);
+            after.woken.extend(effects.woken);
         }
         results.push((job.reply, result));
     }
@@ -129,6 +139,12 @@ async fn write_batch(context: &WriterContext, jobs: Vec<Job>) {
             }
             if after.outbox_rows > 0 {
                 context.outbox_ready.notify_one();
+            }
+            if !after.woken.is_empty() {
+                let mut woken = after.woken;
+                woken.sort_unstable();
+                woken.dedup();
+                let _ = context.wake_subscriptions.send(woken);
             }
             for (reply, result) in results {
                 let _ = reply.send(result);
@@ -160,7 +176,7 @@ async fn apply(
 ) -> Result<WriteOutcome, DbErr> {
     match op {
         WriteOp::InsertCall { row, idempotency } => {
-            insert_call(conn, row, idempotency.as_ref()).await.map(WriteOutcome::Created)
+            insert_call(context, conn, row, idempotency.as_ref(), after).await.map(WriteOutcome::Created)
         }
         WriteOp::LogEvent { event } => {
             let mut row = event.clone().into_active_model().reset_all();
@@ -176,9 +192,11 @@ async fn apply(
 }
 
 async fn insert_call(
+    context: &WriterContext,
     conn: &impl ConnectionTrait,
     row: &call::Model,
     idempotency: Option<&IdempotentRequest>,
+    after: &mut AfterCommit,
 ) -> Result<Creation, DbErr> {
     if let Some(request) = idempotency {
         let id = (row.workspace_id.clone(), request.key.clone());
@@ -186,7 +204,19 @@ async fn insert_call(
             return Ok(calls::replay_or_reuse(existing, &request.request_hash));
         }
     }
+    // `call.queued` is the call's first event.
+    let row = call::Model { event_seq: 1, ..row.clone() };
     calls::insert(conn, row.clone()).await?;
+    let event = webhook_store::Event {
+        workspace_id: &row.workspace_id,
+        event_type: "call.queued",
+        call_id: Some(&row.id),
+        at: row.created_at,
+        except: None,
+    };
+    after.woken.extend(
+        webhook_store::fan_out(conn, &context.subscriptions, event, || events::call_data(&row, 1, None)).await?,
+    );
     if let Some(request) = idempotency {
         idempotency_key::ActiveModel {
             workspace_id: Set(row.workspace_id.clone()),
@@ -217,18 +247,41 @@ async fn commit_transition(
         .filter(|row| row.workspace_id == record.workspace_id)
         .ok_or_else(|| DbErr::RecordNotFound(format!("call {} is not stored", record.id)))?;
     calls::apply_state(&mut row, state, now);
+    let first_sequence = row.event_seq + 1;
+    row.event_seq += i32::try_from(published.len()).unwrap_or(i32::MAX);
     row.clone().into_active_model().reset_all().update(conn).await?;
     let transcript = if published.contains(&Lifecycle::TranscriptReady) {
         calls::find_transcript(conn, &record.id).await?
     } else {
         None
     };
-    for lifecycle in published {
+    for (sequence, lifecycle) in (first_sequence..).zip(published) {
+        let kind = super::call_store::lifecycle_kind(lifecycle);
+        let event = webhook_store::Event {
+            workspace_id: &record.workspace_id,
+            event_type: kind,
+            call_id: Some(&record.id),
+            at: now,
+            except: None,
+        };
+        let data = || {
+            let extra = match lifecycle {
+                Lifecycle::TranscriptReady => {
+                    transcript.as_ref().map(|t| ("transcript", call_view::transcript_object(t)))
+                }
+                Lifecycle::RecordingReady => {
+                    Some(("recording", call_view::recording_field(&row, &context.signer, now)))
+                }
+                _ => None,
+            };
+            events::call_data(&row, sequence, extra)
+        };
+        after.woken.extend(webhook_store::fan_out(conn, &context.subscriptions, event, data).await?);
         call_event::ActiveModel {
             call_id: Set(record.id.clone()),
             workspace_id: Set(record.workspace_id.clone()),
             source: Set("engine".to_string()),
-            kind: Set(super::call_store::lifecycle_kind(lifecycle).to_string()),
+            kind: Set(kind.to_string()),
             payload: Set(serde_json::to_string(lifecycle).expect("lifecycle serializes")),
             created_at: Set(now),
             ..Default::default()
@@ -256,6 +309,8 @@ async fn commit_transition(
             last_error: Set(None),
             created_at: Set(now),
             delivered_at: Set(None),
+            subscription_id: Set(None),
+            event_id: Set(None),
             ..Default::default()
         }
         .insert(conn)

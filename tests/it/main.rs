@@ -11,3 +11,4 @@ mod ops;
 mod recent;
 mod seed_flow;
 mod support;
+mod webhooks;

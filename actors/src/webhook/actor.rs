@@ -145,7 +145,8 @@ async fn drain(myself: &ActorRef<WebhookMessage>, s: &mut WebhookState) {
         let actor = myself.clone();
         tokio::spawn(async move {
             let report = sender.send(&message).await;
-            let _ = actor.send_message(WebhookMessage::Attempted { message: Box::new(message), report: Box::new(report) });
+            let _ =
+                actor.send_message(WebhookMessage::Attempted { message: Box::new(message), report: Box::new(report) });
         });
     }
     if let Some(due) = next_due
@@ -181,7 +182,12 @@ async fn attempted(
         return;
     }
     if decision.health != s.health {
-        match s.deps.outbox.save_health(&s.subscription_id, &decision.health, decision.disabled_reason.as_deref(), now).await {
+        match s
+            .deps
+            .outbox
+            .save_health(&s.subscription_id, &decision.health, decision.disabled_reason.as_deref(), now)
+            .await
+        {
             Ok(()) => s.health = decision.health,
             Err(e) => warn!(subscription.id = %s.subscription_id, error = %e, "webhook health could not be saved"),
         }

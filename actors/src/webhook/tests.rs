@@ -235,11 +235,13 @@ async fn a_dead_endpoint_never_delays_a_healthy_one() {
     let policy = DeliveryPolicy::svix(1.0, Duration::from_secs(365 * 86_400));
     let supervisor = start(outbox.clone(), endpoints.clone(), policy, &["dead", "healthy"]).await;
     let started = tokio::time::Instant::now();
-    let all_healthy_delivered =
-        || (0..40).all(|n| outbox.fate(&format!("msg_h{n}")) == Some(MessageFate::Delivered));
+    let all_healthy_delivered = || (0..40).all(|n| outbox.fate(&format!("msg_h{n}")) == Some(MessageFate::Delivered));
     wait_until(Duration::from_secs(60), all_healthy_delivered).await;
     assert!(all_healthy_delivered());
-    assert!(started.elapsed() < Duration::from_secs(15), "healthy deliveries finished before one dead attempt timed out");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "healthy deliveries finished before one dead attempt timed out"
+    );
     let most_open = endpoints.most_open.lock().unwrap().clone();
     assert_eq!(most_open["dead"], 4, "at most max_in_flight requests to one endpoint");
     assert!(most_open["healthy"] <= 4);
@@ -277,7 +279,10 @@ async fn an_endpoint_failing_for_the_whole_period_is_disabled_once_and_its_actor
     let memory = outbox.0.lock().unwrap();
     assert_eq!(memory.disabled_reasons.len(), 1, "disabled once: {:?}", memory.disabled_reasons);
     assert!(memory.attempts.len() <= attempts_then + 4, "a disabled endpoint gets no new attempts");
-    assert!(memory.messages.iter().any(|(_, fate)| matches!(fate, Some(MessageFate::RetryAt(_)))), "messages stay pending");
+    assert!(
+        memory.messages.iter().any(|(_, fate)| matches!(fate, Some(MessageFate::RetryAt(_)))),
+        "messages stay pending"
+    );
     drop(memory);
     supervisor.stop(None);
 }
