@@ -1,7 +1,8 @@
 //! The load harness: starts Dialplane in-process on loopback (sandbox carrier at time scale 0) and
 //! drives it with real HTTP, measuring in one run, beside a bare warp JSON route as the reference:
 //! click2call creation at saturation and at a fixed rate, whole calls per second (creation to every
-//! callback delivered), RSS per live call, idle RSS and start-up time. SQLite always; PostgreSQL and
+//! callback delivered), webhook deliveries per second with queue-to-arrival latency, RSS per live
+//! call, idle RSS and start-up time. SQLite always; PostgreSQL and
 //! Redis too when `BENCH_DATABASE_URL` / `BENCH_REDIS_URL` are set.
 //!
 //! Run: `cargo bench --bench load` (`LOAD_QUICK=1` for a short run, `LOAD_LIVE_CALLS=10000,100000`
@@ -313,6 +314,94 @@ async fn run_store(
         done as f64 / started.elapsed().as_secs_f64()
     );
     stop(server).await;
+
+    // 3. Webhook delivery: test events to several subscriptions on one local receiver, as fast as
+    //    they can be queued; latency from the queuing request's answer to the receiver's arrival.
+    let server = start_dialplane(client, &fresh(database_url, "d"), redis_url).await;
+    webhook_delivery(name, client, &server, if quick { 2_000 } else { 10_000 }).await;
+    stop(server).await;
+}
+
+/// A webhook receiver noting when each event (by its `evt_` id) arrived.
+async fn event_receiver() -> (String, Arc<std::sync::Mutex<HashMap<String, Instant>>>) {
+    let arrived: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Arc::default();
+    let a = arrived.clone();
+    let route = warp::post().and(warp::body::json()).map(move |body: Value| {
+        let id = body["id"].as_str().unwrap_or_default().to_string();
+        a.lock().unwrap().entry(id).or_insert_with(Instant::now);
+        "ok"
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/events", listener.local_addr().unwrap());
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    (url, arrived)
+}
+
+async fn webhook_delivery(name: &str, client: &reqwest::Client, server: &Running, events: usize) {
+    const SUBSCRIPTIONS: usize = 4;
+    let (url, arrived) = event_receiver().await;
+    let mut ids = Vec::new();
+    for _ in 0..SUBSCRIPTIONS {
+        let created: Value = client
+            .post(format!("{}/v1/webhooks", server.base))
+            .bearer_auth(&server.token)
+            .json(&json!({ "url": url, "event_types": ["*"] }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(created["id"].as_str().unwrap().to_string());
+    }
+    let queued: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Arc::default();
+    let started = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let (client, next, queued, ids) = (client.clone(), next.clone(), queued.clone(), ids.clone());
+        let (base, token) = (server.base.clone(), server.token.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= events {
+                    break;
+                }
+                let url = format!("{base}/v1/webhooks/{}/test", ids[n % ids.len()]);
+                if let Ok(response) = client.post(url).bearer_auth(&token).send().await
+                    && let Ok(body) = response.json::<Value>().await
+                    && let Some(id) = body["event_id"].as_str()
+                {
+                    queued.lock().unwrap().insert(id.to_string(), Instant::now());
+                }
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let queuing = started.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while arrived.lock().unwrap().len() < events && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (queued, arrived) = (queued.lock().unwrap().clone(), arrived.lock().unwrap().clone());
+    let last = arrived.values().max().copied().unwrap_or(started);
+    let mut latencies: Vec<Duration> =
+        queued.iter().filter_map(|(id, at)| arrived.get(id).map(|got| got.saturating_duration_since(*at))).collect();
+    latencies.sort();
+    let quantile = |q: f64| latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)));
+    let ms = |d: Option<&Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
+    println!(
+        "[{name}] webhook delivery: {} of {events} events to {SUBSCRIPTIONS} subscriptions in {:.1} s = {:.0} deliveries/s \
+         (queued at {:.0}/s); queue-to-arrival p50 {:.1} ms, p99 {:.1} ms",
+        arrived.len(),
+        last.duration_since(started).as_secs_f64(),
+        arrived.len() as f64 / last.duration_since(started).as_secs_f64(),
+        events as f64 / queuing.as_secs_f64(),
+        ms(quantile(0.5)),
+        ms(quantile(0.99)),
+    );
 }
 
 async fn stop(server: Running) {
