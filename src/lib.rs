@@ -220,7 +220,14 @@ pub async fn run(
     let (stop_tasks, tasks_stopped) = watch::channel(false);
     let post = Arc::new(webhooks::sender::SignedPost::new(config.webhook_timeout, config.allow_private_callbacks)?);
     webhooks
-        .start(db.clone(), webhooks_woken, post.clone(), config.delivery_policy(), config.webhook_max_in_flight)
+        .start(
+            db.clone(),
+            app.writer.clone(),
+            webhooks_woken,
+            post.clone(),
+            config.delivery_policy(),
+            config.webhook_max_in_flight,
+        )
         .await?;
     let worker = Arc::new(delivery::DeliveryWorker::new(db.clone(), outbox_ready, config.delivery_policy(), post));
     let delivery = tokio::spawn(worker.run(tasks_stopped.clone()));

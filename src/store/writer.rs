@@ -1,5 +1,5 @@
 //! The group-commit writer: one task owns the hot writes (call creation, call transitions with their
-//! events and outbox rows, carrier-callback log rows). It takes every write that queued up while the
+//! events and outbox rows, carrier-callback log rows, webhook delivery attempts). It takes every write that queued up while the
 //! previous batch ran, applies each inside its own savepoint of one transaction, commits once, and
 //! only then answers each caller. A 200 still means the write is on disk; a failing write rolls back
 //! its savepoint alone.
@@ -36,6 +36,8 @@ pub enum WriteOp {
     Commit { record: CallRecord, state: CallState, published: Vec<Lifecycle> },
     /// A row of the call event log (a carrier callback, before it is applied).
     LogEvent { event: call_event::Model },
+    /// A webhook delivery attempt: its log row and its message's new state.
+    RecordAttempt(Box<webhook_store::AttemptRecord>),
 }
 
 /// What a write came to.
@@ -186,6 +188,10 @@ async fn apply(
         }
         WriteOp::Commit { record, state, published } => {
             commit_transition(context, conn, record, state, published, after).await?;
+            Ok(WriteOutcome::Done)
+        }
+        WriteOp::RecordAttempt(record) => {
+            webhook_store::record_attempt(conn, record).await?;
             Ok(WriteOutcome::Done)
         }
     }

@@ -23,6 +23,8 @@ pub use directory::SubscriptionDirectory;
 use sender::{HttpWebhookSender, SignedPost};
 use store::{SeaWebhookOutbox, WakeSender};
 
+use crate::store::writer::Writer;
+
 /// How often an idle subscription actor looks at its outbox anyway (changes made by other nodes).
 const POLL_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -55,13 +57,19 @@ impl Webhooks {
     pub async fn start(
         self: &Arc<Self>,
         db: DatabaseConnection,
+        writer: Writer,
         mut woken: mpsc::UnboundedReceiver<Vec<String>>,
         post: Arc<SignedPost>,
         policy: DeliveryPolicy,
         max_in_flight: usize,
     ) -> anyhow::Result<()> {
         let deps = Arc::new(WebhookDeps {
-            outbox: Arc::new(SeaWebhookOutbox { db, directory: self.directory.clone(), wake: self.wake.clone() }),
+            outbox: Arc::new(SeaWebhookOutbox {
+                db,
+                writer,
+                directory: self.directory.clone(),
+                wake: self.wake.clone(),
+            }),
             sender: Arc::new(HttpWebhookSender { post, directory: self.directory.clone() }),
             clock: Arc::new(SystemClock),
             policy,

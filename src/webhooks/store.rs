@@ -20,6 +20,7 @@ use super::directory::Endpoint;
 use super::{SubscriptionDirectory, events};
 use crate::ids;
 use crate::store::entities::{outbox, webhook_attempt, webhook_subscription};
+use crate::store::writer::{WriteOp, Writer};
 use crate::telemetry;
 
 /// Tells the subscription actors which subscriptions got new messages.
@@ -273,9 +274,46 @@ pub async fn outbox_depth(db: &DatabaseConnection) -> Result<Vec<Depth>, DbErr> 
         .await
 }
 
+/// A delivery attempt to record: its log row and what became of its message.
+pub struct AttemptRecord {
+    /// The attempt log row (its `id` is assigned by the database).
+    pub log: webhook_attempt::Model,
+    /// The outbox row.
+    pub row_id: i32,
+    pub fate: MessageFate,
+    pub at: DateTime<Utc>,
+}
+
+/// Logs an attempt and moves its message on (delivered, due again later, or failed). Run by the
+/// group-commit writer, so a busy endpoint's attempts share commits.
+pub async fn record_attempt(conn: &impl ConnectionTrait, record: &AttemptRecord) -> Result<(), DbErr> {
+    let mut log = record.log.clone().into_active_model().reset_all();
+    log.id = sea_orm::ActiveValue::NotSet;
+    log.insert(conn).await?;
+    let update = outbox::Entity::update_many()
+        .filter(outbox::Column::Id.eq(record.row_id))
+        .filter(outbox::Column::Status.eq("pending"))
+        .col_expr(outbox::Column::Attempts, Expr::value(record.log.attempt))
+        .col_expr(outbox::Column::LastStatusCode, Expr::value(record.log.status_code))
+        .col_expr(outbox::Column::LastError, Expr::value(record.log.error.clone()));
+    let update = match &record.fate {
+        MessageFate::Delivered => update
+            .col_expr(outbox::Column::Status, Expr::value("delivered"))
+            .col_expr(outbox::Column::DeliveredAt, Expr::value(record.at)),
+        MessageFate::RetryAt(next) => update.col_expr(outbox::Column::NextAttemptAt, Expr::value(*next)),
+        MessageFate::Exhausted | MessageFate::Abandoned => {
+            update.col_expr(outbox::Column::Status, Expr::value("failed"))
+        }
+    };
+    update.exec(conn).await?;
+    Ok(())
+}
+
 /// The subscription actors' `WebhookOutbox` port on sea-orm.
 pub struct SeaWebhookOutbox {
     pub db: DatabaseConnection,
+    /// Records attempts, group-committed with every other hot write.
+    pub writer: Writer,
     pub directory: Arc<SubscriptionDirectory>,
     pub wake: WakeSender,
 }
@@ -326,46 +364,28 @@ impl WebhookOutbox for SeaWebhookOutbox {
         fate: &MessageFate,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let attempts = i32::try_from(message.attempts + 1).unwrap_or(i32::MAX);
-        let txn = crate::store::begin_write(&self.db).await.map_err(store_error)?;
-        webhook_attempt::ActiveModel {
-            subscription_id: Set(message.subscription_id.clone()),
-            workspace_id: Set(self
-                .directory
-                .get(&message.subscription_id)
-                .map(|e| e.workspace_id.clone())
-                .unwrap_or_default()),
-            message_id: Set(message.message_id.clone()),
-            event_type: Set(message.event_type.clone()),
-            attempt: Set(attempts),
-            attempted_at: Set(at - chrono::Duration::from_std(report.latency).unwrap_or_default()),
-            status_code: Set(report.status_code.map(i32::from)),
-            latency_ms: Set(i32::try_from(report.latency.as_millis()).unwrap_or(i32::MAX)),
-            result: Set(fate.label().to_string()),
-            error: Set(report.error.clone()),
-            response_excerpt: Set(report.response_excerpt.clone()),
-            ..Default::default()
-        }
-        .insert(&txn)
-        .await
-        .map_err(store_error)?;
-        let update = outbox::Entity::update_many()
-            .filter(outbox::Column::Id.eq(i32::try_from(message.row_id).unwrap_or_default()))
-            .filter(outbox::Column::Status.eq("pending"))
-            .col_expr(outbox::Column::Attempts, Expr::value(attempts))
-            .col_expr(outbox::Column::LastStatusCode, Expr::value(report.status_code.map(i32::from)))
-            .col_expr(outbox::Column::LastError, Expr::value(report.error.clone()));
-        let update = match fate {
-            MessageFate::Delivered => update
-                .col_expr(outbox::Column::Status, Expr::value("delivered"))
-                .col_expr(outbox::Column::DeliveredAt, Expr::value(at)),
-            MessageFate::RetryAt(next) => update.col_expr(outbox::Column::NextAttemptAt, Expr::value(*next)),
-            MessageFate::Exhausted | MessageFate::Abandoned => {
-                update.col_expr(outbox::Column::Status, Expr::value("failed"))
-            }
+        let workspace_id =
+            self.directory.get(&message.subscription_id).map(|e| e.workspace_id.clone()).unwrap_or_default();
+        let record = AttemptRecord {
+            log: webhook_attempt::Model {
+                id: 0,
+                subscription_id: message.subscription_id.clone(),
+                workspace_id,
+                message_id: message.message_id.clone(),
+                event_type: message.event_type.clone(),
+                attempt: i32::try_from(message.attempts + 1).unwrap_or(i32::MAX),
+                attempted_at: at - chrono::Duration::from_std(report.latency).unwrap_or_default(),
+                status_code: report.status_code.map(i32::from),
+                latency_ms: i32::try_from(report.latency.as_millis()).unwrap_or(i32::MAX),
+                result: fate.label().to_string(),
+                error: report.error.clone(),
+                response_excerpt: report.response_excerpt.clone(),
+            },
+            row_id: i32::try_from(message.row_id).unwrap_or_default(),
+            fate: fate.clone(),
+            at,
         };
-        update.exec(&txn).await.map_err(store_error)?;
-        txn.commit().await.map_err(store_error)?;
+        self.writer.write(WriteOp::RecordAttempt(Box::new(record))).await.map_err(store_error)?;
         telemetry::webhook_attempt(fate.label(), report.latency.as_secs_f64());
         Ok(())
     }

@@ -4,7 +4,7 @@
 //! and records the result before looking for more work. It wakes when told new messages were
 //! committed, when the earliest retry falls due, and on a slow poll as a safety net.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,8 +45,16 @@ pub struct WebhookState {
     subscription_id: String,
     deps: Arc<WebhookDeps>,
     health: EndpointHealth,
-    /// Outbox rows with an attempt under way.
-    in_flight: HashSet<i64>,
+    /// Outbox rows with an attempt under way, and their lines.
+    in_flight: HashMap<i64, String>,
+    /// Pending messages read from the outbox and not started yet, oldest first.
+    buffer: Vec<OutboundMessage>,
+    /// The outbox may hold messages the buffer lacks (new ones were committed, or the last read
+    /// was cut at its limit).
+    more: bool,
+    /// The buffer no longer tells the truth (an attempt failed, so its message is due again later
+    /// and must keep its place in line): read the outbox before starting anything.
+    stale: bool,
     /// When the next timed wake is set for, so retries do not pile up timers.
     wake_at: Option<Timestamp>,
 }
@@ -69,7 +77,10 @@ impl Actor for WebhookSubscriptionActor {
             subscription_id,
             deps,
             health: EndpointHealth::default(),
-            in_flight: HashSet::new(),
+            in_flight: HashMap::new(),
+            buffer: Vec::new(),
+            more: true,
+            stale: true,
             wake_at: None,
         })
     }
@@ -86,7 +97,10 @@ impl Actor for WebhookSubscriptionActor {
         s: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            WebhookMessage::Wake => drain(&myself, s).await,
+            WebhookMessage::Wake => {
+                s.more = true;
+                drain(&myself, s).await
+            }
             WebhookMessage::Reload => reload(&myself, s).await,
             WebhookMessage::Attempted { message, report } => attempted(&myself, s, *message, *report).await,
         }
@@ -99,6 +113,7 @@ async fn reload(myself: &ActorRef<WebhookMessage>, s: &mut WebhookState) {
     match s.deps.outbox.health(&s.subscription_id).await {
         Ok(Some(health)) if !health.disabled => {
             s.health = health;
+            s.stale = true;
             drain(myself, s).await;
         }
         Ok(_) => {
@@ -110,37 +125,45 @@ async fn reload(myself: &ActorRef<WebhookMessage>, s: &mut WebhookState) {
 }
 
 /// Starts an attempt for every due message that is first in line for its call, up to the
-/// in-flight limit, and sets a wake for the earliest message not yet due.
+/// in-flight limit, and sets a wake for the earliest message not yet due. The outbox is read only
+/// when the buffer cannot fill the free slots (or no longer tells the truth), so a backlog costs
+/// one query per few hundred attempts rather than one per attempt.
 async fn drain(myself: &ActorRef<WebhookMessage>, s: &mut WebhookState) {
     let room = s.deps.max_in_flight.saturating_sub(s.in_flight.len());
     if s.health.disabled || room == 0 {
         return;
     }
-    let limit = (s.deps.max_in_flight * 8 + s.in_flight.len()) as u64;
-    let pending = match s.deps.outbox.pending(&s.subscription_id, limit).await {
-        Ok(pending) => pending,
-        Err(e) => {
-            warn!(subscription.id = %s.subscription_id, error = %e, "webhook outbox could not be read");
-            return;
-        }
-    };
     let now = s.deps.clock.now();
-    let mut lines = HashSet::new();
+    if s.stale || (s.more && startable(s, now) < room) {
+        let limit = s.deps.max_in_flight * 32 + s.in_flight.len();
+        match s.deps.outbox.pending(&s.subscription_id, limit as u64).await {
+            Ok(pending) => {
+                s.more = pending.len() >= limit;
+                s.stale = false;
+                s.buffer = pending.into_iter().filter(|m| !s.in_flight.contains_key(&m.row_id)).collect();
+            }
+            Err(e) => {
+                warn!(subscription.id = %s.subscription_id, error = %e, "webhook outbox could not be read");
+                return;
+            }
+        }
+    }
+    let mut lines: HashSet<String> = s.in_flight.values().cloned().collect();
     let mut next_due: Option<Timestamp> = None;
     let mut started = 0;
-    for message in pending {
-        if !lines.insert(message.line.clone()) || s.in_flight.contains(&message.row_id) {
+    let mut waiting = Vec::with_capacity(s.buffer.len());
+    for message in std::mem::take(&mut s.buffer) {
+        if !lines.insert(message.line.clone()) || started == room {
+            waiting.push(message);
             continue;
         }
         if message.next_attempt_at > now {
             next_due = Some(next_due.map_or(message.next_attempt_at, |at| at.min(message.next_attempt_at)));
+            waiting.push(message);
             continue;
         }
-        if started == room {
-            break;
-        }
         started += 1;
-        s.in_flight.insert(message.row_id);
+        s.in_flight.insert(message.row_id, message.line.clone());
         let sender = s.deps.sender.clone();
         let actor = myself.clone();
         tokio::spawn(async move {
@@ -149,6 +172,7 @@ async fn drain(myself: &ActorRef<WebhookMessage>, s: &mut WebhookState) {
                 actor.send_message(WebhookMessage::Attempted { message: Box::new(message), report: Box::new(report) });
         });
     }
+    s.buffer = waiting;
     if let Some(due) = next_due
         && s.wake_at.is_none_or(|at| due < at || at <= now)
     {
@@ -156,6 +180,12 @@ async fn drain(myself: &ActorRef<WebhookMessage>, s: &mut WebhookState) {
         let wait = (due - now).to_std().unwrap_or_default();
         myself.send_after(wait, || WebhookMessage::Wake);
     }
+}
+
+/// Counts the buffered messages that could start now: due, and first in line.
+fn startable(s: &WebhookState, now: Timestamp) -> usize {
+    let mut lines: HashSet<&str> = s.in_flight.values().map(String::as_str).collect();
+    s.buffer.iter().filter(|m| lines.insert(m.line.as_str()) && m.next_attempt_at <= now).count()
 }
 
 /// Applies the rules to a finished attempt, records it, and looks for more work.
@@ -176,8 +206,13 @@ async fn attempted(
         now,
         fsm::jitter(&message.message_id, attempts),
     );
+    if decision.fate != fsm::MessageFate::Delivered {
+        // The message stays in line (retried later, or given up): the buffer must be read again.
+        s.stale = true;
+    }
     if let Err(e) = s.deps.outbox.record_attempt(&message, &report, &decision.fate, now).await {
         // The row stays pending as it was; the next poll attempts it again.
+        s.stale = true;
         warn!(subscription.id = %s.subscription_id, message.id = %message.message_id, error = %e, "delivery attempt could not be recorded");
         return;
     }
