@@ -390,7 +390,8 @@ async fn webhook_delivery(name: &str, client: &reqwest::Client, server: &Running
     let mut latencies: Vec<Duration> =
         queued.iter().filter_map(|(id, at)| arrived.get(id).map(|got| got.saturating_duration_since(*at))).collect();
     latencies.sort();
-    let quantile = |q: f64| latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)));
+    let quantile =
+        |q: f64| latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)));
     let ms = |d: Option<&Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
     println!(
         "[{name}] webhook delivery: {} of {events} events to {SUBSCRIPTIONS} subscriptions in {:.1} s = {:.0} deliveries/s \
