@@ -143,6 +143,7 @@ mod tests {
             is_active: true,
             is_verified: true,
             created_at: Utc::now(),
+            api_key_hash: None,
         }
     }
 

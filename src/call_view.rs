@@ -43,15 +43,22 @@ fn duration_field(seconds: Option<i32>, call: &call::Model) -> Value {
 }
 
 /// Returns the full transcript object (transcript endpoint and `transcript.ready`).
+///
+/// An agent call's transcript also carries `call_outcomes`: one value per visible call outcome of
+/// the agent's config (absent for other calls, so seed 000's shape is unchanged).
 pub fn transcript_object(transcript: &transcript::Model) -> Value {
-    json!({
+    let mut object = json!({
         "transcript_id": transcript.transcript_id,
         "summary": transcript.summary,
         "call_outcome": transcript.call_outcome,
         "history": history(transcript),
         "createdAt": iso(transcript.created_at),
         "updatedAt": iso(transcript.updated_at),
-    })
+    });
+    if let Some(outcomes) = transcript.outcomes.as_deref().and_then(|o| serde_json::from_str::<Value>(o).ok()) {
+        object["call_outcomes"] = outcomes;
+    }
+    object
 }
 
 fn history(transcript: &transcript::Model) -> Value {

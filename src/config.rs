@@ -54,6 +54,8 @@ pub struct Config {
     pub webhook_disable_after: Duration,
     /// Most requests open to one webhook endpoint at a time.
     pub webhook_max_in_flight: usize,
+    /// The OpenAI-compatible chat API that enhances agent prompts; `None`: enhance locally.
+    pub llm: Option<crate::agents::llm::LlmConfig>,
 }
 
 /// Credentials of the superuser to create at start.
@@ -109,6 +111,9 @@ pub const KEYS: &[&str] = &[
     "DIALPLANE_WEBHOOK_TIMEOUT_S",
     "DIALPLANE_WEBHOOK_DISABLE_AFTER_S",
     "DIALPLANE_WEBHOOK_MAX_IN_FLIGHT",
+    "DIALPLANE_LLM_BASE_URL",
+    "DIALPLANE_LLM_MODEL",
+    "DIALPLANE_LLM_API_KEY",
 ];
 
 impl Config {
@@ -246,8 +251,25 @@ impl Config {
                 ConfigError::new("DIALPLANE_WEBHOOK_MAX_IN_FLIGHT", "expected a whole number between 1 and 256")
             })?,
         };
+        let llm = match get("DIALPLANE_LLM_BASE_URL") {
+            None => None,
+            Some(raw) => {
+                let url = Url::parse(raw).ok().filter(|u| matches!(u.scheme(), "http" | "https")).ok_or_else(|| {
+                    ConfigError::new(
+                        "DIALPLANE_LLM_BASE_URL",
+                        "expected an http(s) URL such as https://api.openai.com/v1",
+                    )
+                })?;
+                Some(crate::agents::llm::LlmConfig {
+                    base_url: url.as_str().trim_end_matches('/').to_string(),
+                    model: get("DIALPLANE_LLM_MODEL").unwrap_or("gpt-4o-mini").to_string(),
+                    api_key: get("DIALPLANE_LLM_API_KEY").map(str::to_string),
+                })
+            }
+        };
 
         Ok(Config {
+            llm,
             dial_timeout,
             ring_timeout,
             max_call_duration,

@@ -5,6 +5,7 @@
 //! [`run`] starts everything on a bound listener and serves until `shutdown` resolves, so tests can
 //! bind port 0 and stop the server when they are done.
 
+pub mod agents;
 pub mod auth;
 pub mod call_view;
 pub mod carriers;
@@ -66,6 +67,8 @@ pub struct App {
     pub draining: AtomicBool,
     /// Webhook subscriptions: their directory and actors.
     pub webhooks: Arc<webhooks::Webhooks>,
+    /// Talks to the configured LLM (prompt enhancement).
+    pub llm_http: reqwest::Client,
 }
 
 impl App {
@@ -195,6 +198,7 @@ pub async fn run(
         metrics,
         draining: AtomicBool::new(false),
         webhooks: webhooks.clone(),
+        llm_http: reqwest::Client::builder().user_agent(concat!("Dialplane/", env!("CARGO_PKG_VERSION"))).build()?,
     });
 
     // Calls a previous run left unfinished get their actors back.

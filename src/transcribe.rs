@@ -1,12 +1,15 @@
 //! Transcription behind the actors' `Transcriber` port. Only the sandbox transcriber exists so far:
 //! it reads the script chunk of a sandbox recording and returns a deterministic conversation, a
-//! summary and a `call_outcome`, or fails the way a speech-to-text provider answering 401 does.
+//! summary, a `call_outcome` and, for an agent call, one value per visible call outcome of the
+//! agent's config; or it fails the way a speech-to-text provider answering 401 does.
 //! Real providers (OpenAI-compatible, Deepgram) and LLM analysis are later work.
 
 use async_trait::async_trait;
 use dialplane_actors::CallRecord;
 use dialplane_actors::ports::{Recording, Transcriber, Transcript, TranscriptionError, Turn};
+use serde_json::{Map, Value};
 
+use crate::agents::prompt;
 use crate::carriers::sandbox_network::read_script;
 
 /// The error text a 401 from the speech-to-text provider leaves on a transcript.
@@ -50,6 +53,39 @@ impl Transcriber for SandboxTranscriber {
         } else {
             ("The agent introduced the new plan and the customer declined for now.", "Not Interested")
         };
-        Ok(Transcript { language, history, summary: summary.to_string(), call_outcome: call_outcome.to_string() })
+        let outcomes = analyse_outcomes(&call.agent_config, interested, summary);
+        Ok(Transcript {
+            language,
+            history,
+            summary: summary.to_string(),
+            call_outcome: call_outcome.to_string(),
+            outcomes,
+        })
     }
+}
+
+/// The sandbox analyser's value for each visible call outcome of an agent call's config, typed as
+/// declared: BOOLEAN is whether the customer was interested, FIXED the first choice when interested
+/// and the last otherwise, TEXT the summary, DATE today, NUMBER a sample number.
+fn analyse_outcomes(agent_config: &Value, interested: bool, summary: &str) -> Map<String, Value> {
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let mut values = Map::new();
+    for outcome in agent_config["call_outcomes"].as_array().into_iter().flatten() {
+        if outcome["is_visible"] == Value::Bool(false) {
+            continue;
+        }
+        let Some(name) = outcome["outcome_name"].as_str() else { continue };
+        let field_type = outcome["outcome_type"].as_str().unwrap_or("TEXT");
+        let choices: Option<Vec<String>> = outcome["outcome_enum"]
+            .as_array()
+            .map(|c| c.iter().filter_map(|v| v.as_str().map(str::to_string)).collect());
+        let value = match (field_type, choices.as_deref()) {
+            ("BOOLEAN", _) => Value::Bool(interested),
+            ("FIXED", Some([first, .., last])) => Value::String(if interested { first } else { last }.clone()),
+            ("TEXT", _) => Value::String(summary.to_string()),
+            _ => prompt::sample_value(name, field_type, choices.as_deref(), &today),
+        };
+        values.insert(name.to_string(), value);
+    }
+    values
 }

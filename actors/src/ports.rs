@@ -91,6 +91,9 @@ pub struct Transcript {
     pub history: Vec<Turn>,
     pub summary: String,
     pub call_outcome: String,
+    /// One value per visible call outcome of an agent call's config, typed as declared.
+    #[serde(default)]
+    pub outcomes: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Durable storage of calls, as the call actor needs it.

@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261124_000001_create_core_tables;
 mod m20261124_000002_add_sandbox_calls_and_idempotency_keys;
 mod m20261125_000003_add_webhook_subscriptions;
+mod m20261125_000004_add_agents;
 
 /// Lists every migration in the order it applies.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_create_core_tables::Migration),
             Box::new(m20261124_000002_add_sandbox_calls_and_idempotency_keys::Migration),
             Box::new(m20261125_000003_add_webhook_subscriptions::Migration),
+            Box::new(m20261125_000004_add_agents::Migration),
         ]
     }
 }

@@ -187,6 +187,13 @@ pub async fn click2call(
     }
     let call_type =
         if request.agent_number.starts_with("AGT_") { CallType::AgentTelephony } else { CallType::ClickToCall };
+    // An agent call carries the agent's current config, rendered with the call's variables.
+    let agent_config = match call_type {
+        CallType::AgentTelephony => {
+            super::agents::call_config(&app, &user, &request.agent_number, &request.agent_config).await?
+        }
+        CallType::ClickToCall => request.agent_config,
+    };
     let record = CallRecord {
         id: ids::new_call_id(),
         workspace_id: user.workspace_id.clone(),
@@ -198,7 +205,7 @@ pub async fn click2call(
         carrier: "sandbox".to_string(),
         transcript_enabled: request.transcript,
         transcript_language: request.transcript_language.clone(),
-        agent_config: request.agent_config,
+        agent_config,
     };
     let response_body = json!({
         "status_code": 200,

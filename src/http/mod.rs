@@ -2,6 +2,7 @@
 //! in [`api`], [`carrier`] and [`ops`]. Every answered request is counted and timed by its route
 //! template; unmatched requests get FastAPI-style JSON errors.
 
+pub mod agents;
 pub mod api;
 pub mod carrier;
 pub mod ops;
@@ -46,6 +47,28 @@ where
     let response = handler.await.unwrap_or_else(ApiError::into_v1_response);
     telemetry::http_request(route, method, response.status().as_u16(), started.elapsed().as_secs_f64());
     response
+}
+
+/// Combines routes, boxing at every step so the filter types stay flat.
+fn any_of(routes: Vec<BoxedFilter<(Response,)>>) -> BoxedFilter<(Response,)> {
+    routes.into_iter().reduce(|a, b| a.or(b).unify().boxed()).expect("at least one route")
+}
+
+/// `call_outcomes` → outcomes (true), `call_infields` → infields (false).
+fn field_kind(segment: &str) -> Option<bool> {
+    match segment {
+        "call_outcomes" => Some(true),
+        "call_infields" => Some(false),
+        _ => None,
+    }
+}
+
+fn field_route(outcome: bool) -> &'static str {
+    if outcome { "/api/agents/{agent_id}/call_outcomes" } else { "/api/agents/{agent_id}/call_infields" }
+}
+
+fn field_item_route(outcome: bool) -> &'static str {
+    if outcome { "/api/agents/{agent_id}/call_outcomes/{name}" } else { "/api/agents/{agent_id}/call_infields/{name}" }
 }
 
 fn with_app(app: Arc<App>) -> impl Filter<Extract = (Arc<App>,), Error = Infallible> + Clone {
@@ -95,6 +118,240 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
             }))
         .unify()
         .boxed();
+
+    // Each route is boxed on its own: one long chain of `or` makes the compiler's work explode.
+    let agents_routes = any_of(vec![
+        warp::path!("api" / "agents")
+            .and(warp::post())
+            .and(with_app(app.clone()))
+            .and(body())
+            .then(|app, body| timed("/api/agents", "POST", agents::legacy_list(app, body)))
+            .boxed(),
+        warp::path!("api" / "developer" / "api-key")
+            .and(warp::post())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .then(|app, auth| timed("/api/developer/api-key", "POST", agents::issue_api_key(app, auth)))
+            .boxed(),
+        warp::path!("api" / "agents" / "create")
+            .and(warp::post())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(body())
+            .then(|app, auth, body| timed("/api/agents/create", "POST", agents::create(app, auth, body)))
+            .boxed(),
+        warp::path!("api" / "agents" / String)
+            .and(warp::get())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .then(|id, app, auth| timed("/api/agents/{agent_id}", "GET", agents::get(app, auth, id)))
+            .boxed(),
+        warp::path!("api" / "agents" / String)
+            .and(warp::patch().or(warp::put()).unify())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(body())
+            .then(|id, app, auth, body| timed("/api/agents/{agent_id}", "PATCH", agents::update(app, auth, id, body)))
+            .boxed(),
+        warp::path!("api" / "agents" / String)
+            .and(warp::delete())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .then(|id, app, auth| timed("/api/agents/{agent_id}", "DELETE", agents::delete(app, auth, id)))
+            .boxed(),
+        warp::path!("api" / "agents" / String / "configs")
+            .and(warp::post())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(raw_query())
+            .and(body())
+            .then(|id, app, auth, query, body| {
+                timed("/api/agents/{agent_id}/configs", "POST", agents::create_config(app, auth, id, query, body))
+            })
+            .boxed(),
+        warp::path!("api" / "agents" / String / "configs")
+            .and(warp::get())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(raw_query())
+            .then(|id, app, auth, query| {
+                timed("/api/agents/{agent_id}/configs", "GET", agents::list_configs(app, auth, id, query))
+            })
+            .boxed(),
+        warp::path!("api" / "agents" / String / "configs" / "current")
+            .and(warp::get())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .then(|id, app, auth| {
+                timed("/api/agents/{agent_id}/configs/current", "GET", agents::current_config(app, auth, id))
+            })
+            .boxed(),
+        warp::path!("api" / "agents" / String / "configs" / "render")
+            .and(warp::post())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(raw_query())
+            .and(body())
+            .then(|id, app, auth, query, body| {
+                timed("/api/agents/{agent_id}/configs/render", "POST", agents::render(app, auth, id, query, body))
+            })
+            .boxed(),
+        warp::path!("api" / "agents" / String / "configs" / "validate")
+            .and(warp::post())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(raw_query())
+            .and(body())
+            .then(|id, app, auth, query, body| {
+                timed(
+                    "/api/agents/{agent_id}/configs/validate",
+                    "POST",
+                    agents::validate_metadata(app, auth, id, query, body),
+                )
+            })
+            .boxed(),
+        warp::path!("api" / "agents" / String / "configs" / "enhance")
+            .and(warp::post())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(body())
+            .then(|id, app, auth, body| {
+                timed("/api/agents/{agent_id}/configs/enhance", "POST", agents::enhance(app, auth, id, body))
+            })
+            .boxed(),
+        warp::path!("api" / "agents" / String / "configs" / String)
+            .and(warp::get())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .then(|id, version, app, auth| {
+                timed("/api/agents/{agent_id}/configs/{version}", "GET", agents::get_config(app, auth, id, version))
+            })
+            .boxed(),
+        warp::path!("api" / "agents" / String / "configs" / String)
+            .and(warp::put().or(warp::patch()).unify())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(body())
+            .then(|id, version, app, auth, body| {
+                timed(
+                    "/api/agents/{agent_id}/configs/{version}",
+                    "PUT",
+                    agents::edit_config(app, auth, id, version, body),
+                )
+            })
+            .boxed(),
+        warp::path!("api" / "agents" / String / "configs" / String)
+            .and(warp::delete())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .then(|id, version, app, auth| {
+                timed(
+                    "/api/agents/{agent_id}/configs/{version}",
+                    "DELETE",
+                    agents::delete_config(app, auth, id, version),
+                )
+            })
+            .boxed(),
+        warp::path!("api" / "agents" / String / "configs" / String / "publish")
+            .and(warp::post())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .then(|id, version, app, auth| {
+                timed(
+                    "/api/agents/{agent_id}/configs/{version}/publish",
+                    "POST",
+                    agents::publish_or_rollback(app, auth, id, version, false),
+                )
+            })
+            .boxed(),
+        warp::path!("api" / "agents" / String / "configs" / String / "rollback")
+            .and(warp::post())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .then(|id, version, app, auth| {
+                timed(
+                    "/api/agents/{agent_id}/configs/{version}/rollback",
+                    "POST",
+                    agents::publish_or_rollback(app, auth, id, version, true),
+                )
+            })
+            .boxed(),
+        // Before the routes below, which take the body of any `/api/agents/{id}/{a}/{b}`.
+        warp::path!("api" / "agents" / String / "config" / String)
+            .and(warp::put())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(body())
+            .then(|id, service, app, auth, body| {
+                timed(
+                    "/api/agents/{agent_id}/config/{service_type}",
+                    "PUT",
+                    agents::put_service(app, auth, id, service, body),
+                )
+            })
+            .boxed(),
+        warp::path!("api" / "agents" / String / String)
+            .and(warp::post())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(body())
+            .and_then(|id, kind: String, app, auth, body| async move {
+                match field_kind(&kind) {
+                    Some(outcome) => {
+                        Ok(timed(field_route(outcome), "POST", agents::create_field(app, auth, id, outcome, body))
+                            .await)
+                    }
+                    None => Err(warp::reject::not_found()),
+                }
+            })
+            .boxed(),
+        warp::path!("api" / "agents" / String / String)
+            .and(warp::get())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and_then(|id, kind: String, app, auth| async move {
+                match field_kind(&kind) {
+                    Some(outcome) => {
+                        Ok(timed(field_route(outcome), "GET", agents::list_fields(app, auth, id, outcome)).await)
+                    }
+                    None => Err(warp::reject::not_found()),
+                }
+            })
+            .boxed(),
+        warp::path!("api" / "agents" / String / String / String)
+            .and(warp::put().or(warp::patch()).unify())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(body())
+            .and_then(|id, kind: String, name, app, auth, body| async move {
+                match field_kind(&kind) {
+                    Some(outcome) => Ok(timed(
+                        field_item_route(outcome),
+                        "PUT",
+                        agents::update_field(app, auth, id, name, outcome, body),
+                    )
+                    .await),
+                    None => Err(warp::reject::not_found()),
+                }
+            })
+            .boxed(),
+        warp::path!("api" / "agents" / String / String / String)
+            .and(warp::delete())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and_then(|id, kind: String, name, app, auth| async move {
+                match field_kind(&kind) {
+                    Some(outcome) => Ok(timed(
+                        field_item_route(outcome),
+                        "DELETE",
+                        agents::delete_field(app, auth, id, name, outcome),
+                    )
+                    .await),
+                    None => Err(warp::reject::not_found()),
+                }
+            })
+            .boxed(),
+    ]);
 
     let carrier = warp::path!("providers" / "sandbox" / "status")
         .and(warp::post())
@@ -235,7 +492,7 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
         .unify()
         .boxed();
 
-    api.or(carrier).unify().or(v1).unify().or(ops).unify().recover(rejection).unify().boxed()
+    api.or(agents_routes).unify().or(carrier).unify().or(v1).unify().or(ops).unify().recover(rejection).unify().boxed()
 }
 
 /// Answers requests no route took, in FastAPI's shape.

@@ -95,6 +95,7 @@ impl CallStore for SeaCallStore {
             language: Set(t.language.clone()),
             summary: Set(t.summary.clone()),
             call_outcome: Set(t.call_outcome.clone()),
+            outcomes: Set((!t.outcomes.is_empty()).then(|| serde_json::Value::Object(t.outcomes.clone()).to_string())),
             history: Set(serde_json::to_string(&t.history).expect("turns serialize")),
             created_at: Set(now),
             updated_at: Set(now),
@@ -106,6 +107,7 @@ impl CallStore for SeaCallStore {
                         transcript::Column::Language,
                         transcript::Column::Summary,
                         transcript::Column::CallOutcome,
+                        transcript::Column::Outcomes,
                         transcript::Column::History,
                         transcript::Column::UpdatedAt,
                     ])

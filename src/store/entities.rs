@@ -58,6 +58,8 @@ pub mod user {
         pub is_active: bool,
         pub is_verified: bool,
         pub created_at: DateTimeUtc,
+        /// SHA-256 (hex) of the user's legacy developer API key (seed 001's `POST /api/agents`).
+        pub api_key_hash: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -208,6 +210,8 @@ pub mod transcript {
         pub language: String,
         pub summary: String,
         pub call_outcome: String,
+        /// JSON object: one value per visible call outcome of an agent call's config.
+        pub outcomes: Option<String>,
         /// JSON array of turns.
         pub history: String,
         pub created_at: DateTimeUtc,
@@ -332,6 +336,71 @@ pub mod webhook_attempt {
         pub result: String,
         pub error: Option<String>,
         pub response_excerpt: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// AI voice agents (seed 001), owned by one user.
+pub mod agent {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "agents")]
+    pub struct Model {
+        /// `AGT_` + 8 characters.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub agent_id: String,
+        /// The internal id seed 001 shows as `id`.
+        #[sea_orm(unique)]
+        pub id: String,
+        pub workspace_id: String,
+        pub user_id: String,
+        pub agent_name: String,
+        pub agent_description: String,
+        /// JSON array of team members.
+        pub team: String,
+        pub is_active: bool,
+        /// `INBOUND` or `OUTBOUND`.
+        pub agent_type: String,
+        pub whatsapp_enabled: bool,
+        pub is_auto: bool,
+        pub agent_cost: f64,
+        pub livekit_api_key: Option<String>,
+        pub livekit_host_url: Option<String>,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Versions of an agent's config: `draft`, `published` or `archived`; at most one is current.
+pub mod agent_config {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "agent_configs")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub agent_id: String,
+        pub version: i32,
+        pub status: String,
+        pub is_current: bool,
+        /// JSON object: prompts, metadata schema, examples, guidelines, call outcomes and infields,
+        /// notes and the four service configs.
+        pub document: String,
+        pub created_by: String,
+        pub updated_by: String,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

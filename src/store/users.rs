@@ -58,6 +58,7 @@ pub async fn create(
         role: Set(role.to_string()),
         is_active: Set(true),
         is_verified: Set(true),
+        api_key_hash: Set(None),
         created_at: Set(now),
     }
     .insert(&txn)

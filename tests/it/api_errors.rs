@@ -140,11 +140,12 @@ async fn click2call_validates_every_field() {
         )
         .await;
     assert_eq!(status, 200, "{created}");
+    let agent_id = server.create_agent(&token, "Support").await;
     let (status, created) = server
         .post_json(
             "/api/calls/click2call",
             Some(&token),
-            &json!({"customer_number": "+919999999999", "agent_number": "AGT_support"}),
+            &json!({"customer_number": "+919999999999", "agent_number": agent_id}),
         )
         .await;
     assert_eq!(status, 200, "{created}");

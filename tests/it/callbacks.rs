@@ -87,17 +87,18 @@ async fn every_sandbox_script_sends_its_callbacks() {
     assert_eq!(deliveries[1].body["data"]["transcript_status"], "disabled");
 
     // An AI-agent call: no did needed, only the customer leg rings.
+    let agent_id = server.create_agent(&token, "Sales bot").await;
     let call_id = server
         .click2call(
             &token,
-            json!({"customer_number": "919999999999", "agent_number": "AGT_sales_bot", "callback_url": receiver.url, "transcript": true, "agent_config": {"voice": "asha"}}),
+            json!({"customer_number": "919999999999", "agent_number": agent_id, "callback_url": receiver.url, "transcript": true, "agent_config": {"voice": "asha"}}),
         )
         .await;
     let deliveries = receiver.wait_for(&call_id, 2).await;
     assert_eq!(events(&deliveries), ["call.completed", "transcript.ready"]);
     let (_, recent) = server.get_json("/api/calls/recent?call_type=agent_telephony", Some(&token)).await;
     assert_eq!(recent["data"]["total"], 1);
-    assert_eq!(recent["data"]["calls"][0]["agent_number"], "AGT_sales_bot");
+    assert_eq!(recent["data"]["calls"][0]["agent_number"], agent_id.as_str());
     server.stop().await;
 }
 

@@ -2,6 +2,7 @@
 //! sandbox carrier and to a webhook receiver, on SQLite, or on PostgreSQL and Redis when
 //! `TEST_DATABASE_URL` and `TEST_REDIS_URL` are set (CI sets both).
 
+mod agents;
 mod api_errors;
 mod callbacks;
 mod cli;

@@ -214,6 +214,14 @@ impl TestServer {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// Creates an AI agent (seed 001) with a minimal config and returns its `AGT_` id.
+    pub async fn create_agent(&self, token: &str, name: &str) -> String {
+        let body = json!({ "agent_in": { "agent_name": name }, "agent_config": { "system_prompt": "You are a helpful agent." } });
+        let (status, agent) = self.post_json("/api/agents/create", Some(token), &body).await;
+        assert_eq!(status, 200, "agent creation failed: {agent}");
+        agent["agent_id"].as_str().unwrap().to_string()
+    }
+
     /// Creates a click2call and returns its call id.
     pub async fn click2call(&self, token: &str, body: Value) -> String {
         let (status, response) = self.post_json("/api/calls/click2call", Some(token), &body).await;
