@@ -7,6 +7,7 @@
 //! the actor persists the decision through a port and then runs the effects it asked for.
 
 pub mod call;
+pub mod campaign;
 pub mod ports;
 pub mod supervisor;
 pub mod webhook;
