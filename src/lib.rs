@@ -11,6 +11,7 @@ pub mod call_view;
 pub mod carriers;
 pub mod cli;
 pub mod config;
+pub mod contacts;
 pub mod counters;
 pub mod delivery;
 pub mod error;
