@@ -54,6 +54,8 @@ pub struct Config {
     pub webhook_disable_after: Duration,
     /// Most requests open to one webhook endpoint at a time.
     pub webhook_max_in_flight: usize,
+    /// ISO country of national (non-E.164) contact numbers, unless a request names one.
+    pub default_country: String,
     /// The OpenAI-compatible chat API that enhances agent prompts; `None`: enhance locally.
     pub llm: Option<crate::agents::llm::LlmConfig>,
 }
@@ -111,6 +113,7 @@ pub const KEYS: &[&str] = &[
     "DIALPLANE_WEBHOOK_TIMEOUT_S",
     "DIALPLANE_WEBHOOK_DISABLE_AFTER_S",
     "DIALPLANE_WEBHOOK_MAX_IN_FLIGHT",
+    "DIALPLANE_DEFAULT_COUNTRY",
     "DIALPLANE_LLM_BASE_URL",
     "DIALPLANE_LLM_MODEL",
     "DIALPLANE_LLM_API_KEY",
@@ -268,7 +271,13 @@ impl Config {
             }
         };
 
+        let default_country = get("DIALPLANE_DEFAULT_COUNTRY").unwrap_or("IN").to_uppercase();
+        if !crate::contacts::phone::is_known_country(&default_country) {
+            return Err(ConfigError::new("DIALPLANE_DEFAULT_COUNTRY", format!("unknown country {default_country:?}")));
+        }
+
         Ok(Config {
+            default_country,
             llm,
             dial_timeout,
             ring_timeout,

@@ -8,6 +8,7 @@ mod m20261124_000001_create_core_tables;
 mod m20261124_000002_add_sandbox_calls_and_idempotency_keys;
 mod m20261125_000003_add_webhook_subscriptions;
 mod m20261125_000004_add_agents;
+mod m20261126_000005_add_contacts_and_dnc;
 
 /// Lists every migration in the order it applies.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_add_sandbox_calls_and_idempotency_keys::Migration),
             Box::new(m20261125_000003_add_webhook_subscriptions::Migration),
             Box::new(m20261125_000004_add_agents::Migration),
+            Box::new(m20261126_000005_add_contacts_and_dnc::Migration),
         ]
     }
 }

@@ -5,6 +5,8 @@
 pub mod agents;
 pub mod api;
 pub mod carrier;
+pub mod contacts;
+pub mod listing;
 pub mod ops;
 pub mod validate;
 pub mod webhooks;
@@ -26,6 +28,10 @@ use crate::telemetry;
 
 /// Largest request body accepted.
 const MAX_BODY_BYTES: u64 = 256 * 1024;
+/// Largest body of a bulk request (10,000 contacts).
+const BULK_BODY_BYTES: u64 = 8 * 1024 * 1024;
+/// Largest CSV upload; it is streamed, so this bounds time, not memory.
+const IMPORT_BODY_BYTES: u64 = 512 * 1024 * 1024;
 
 /// Runs a handler, turns its error into a response, and records the request's metrics.
 async fn timed<Fut>(route: &'static str, method: &'static str, handler: Fut) -> Response
@@ -473,6 +479,98 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
         .unify()
         .boxed();
 
+    let contacts_routes = any_of(vec![
+        warp::path!("v1" / "contacts")
+            .and(warp::post())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(raw_query())
+            .and(body())
+            .then(|app, auth, query, body| timed_v1("/v1/contacts", "POST", contacts::create(app, auth, query, body)))
+            .boxed(),
+        warp::path!("v1" / "contacts")
+            .and(warp::get())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(raw_query())
+            .then(|app, auth, query| timed_v1("/v1/contacts", "GET", contacts::list(app, auth, query)))
+            .boxed(),
+        warp::path!("v1" / "contacts" / "bulk")
+            .and(warp::post())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(raw_query())
+            .and(warp::body::content_length_limit(BULK_BODY_BYTES).and(warp::body::bytes()))
+            .then(|app, auth, query, body| {
+                timed_v1("/v1/contacts/bulk", "POST", contacts::bulk(app, auth, query, body))
+            })
+            .boxed(),
+        warp::path!("v1" / "contacts" / "import")
+            .and(warp::post())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(raw_query())
+            .and(warp::multipart::form().max_length(IMPORT_BODY_BYTES))
+            .then(|app, auth, query, form| {
+                timed_v1("/v1/contacts/import", "POST", contacts::import(app, auth, query, form))
+            })
+            .boxed(),
+        warp::path!("v1" / "contacts" / String)
+            .and(warp::get())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .then(|id, app, auth| timed_v1("/v1/contacts/{id}", "GET", contacts::get(app, auth, id)))
+            .boxed(),
+        warp::path!("v1" / "contacts" / String)
+            .and(warp::patch())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(raw_query())
+            .and(body())
+            .then(|id, app, auth, query, body| {
+                timed_v1("/v1/contacts/{id}", "PATCH", contacts::update(app, auth, id, query, body))
+            })
+            .boxed(),
+        warp::path!("v1" / "contacts" / String)
+            .and(warp::delete())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .then(|id, app, auth| timed_v1("/v1/contacts/{id}", "DELETE", contacts::delete(app, auth, id)))
+            .boxed(),
+        warp::path!("v1" / "dnc")
+            .and(warp::post())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(raw_query())
+            .and(body())
+            .then(|app, auth, query, body| timed_v1("/v1/dnc", "POST", contacts::add_dnc(app, auth, query, body)))
+            .boxed(),
+        warp::path!("v1" / "dnc")
+            .and(warp::get())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(raw_query())
+            .then(|app, auth, query| timed_v1("/v1/dnc", "GET", contacts::list_dnc(app, auth, query)))
+            .boxed(),
+        warp::path!("v1" / "dnc" / "bulk")
+            .and(warp::post())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(raw_query())
+            .and(warp::body::content_length_limit(BULK_BODY_BYTES).and(warp::body::bytes()))
+            .then(|app, auth, query, body| timed_v1("/v1/dnc/bulk", "POST", contacts::bulk_dnc(app, auth, query, body)))
+            .boxed(),
+        warp::path!("v1" / "dnc" / String)
+            .and(warp::delete())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(raw_query())
+            .then(|phone, app, auth, query| {
+                timed_v1("/v1/dnc/{phone}", "DELETE", contacts::remove_dnc(app, auth, phone, query))
+            })
+            .boxed(),
+    ]);
+
     let ops = warp::path!("health")
         .and(warp::get())
         .then(|| timed("/health", "GET", ops::health()))
@@ -492,7 +590,19 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
         .unify()
         .boxed();
 
-    api.or(agents_routes).unify().or(carrier).unify().or(v1).unify().or(ops).unify().recover(rejection).unify().boxed()
+    api.or(agents_routes)
+        .unify()
+        .or(carrier)
+        .unify()
+        .or(v1)
+        .unify()
+        .or(contacts_routes)
+        .unify()
+        .or(ops)
+        .unify()
+        .recover(rejection)
+        .unify()
+        .boxed()
 }
 
 /// Answers requests no route took, in FastAPI's shape.

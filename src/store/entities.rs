@@ -408,3 +408,54 @@ pub mod agent_config {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// Contacts of a workspace's contact book.
+pub mod contact {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "contacts")]
+    pub struct Model {
+        /// `con_…`
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub workspace_id: String,
+        /// E.164, unique per workspace.
+        pub phone: String,
+        pub name: Option<String>,
+        /// IANA name; `None` when neither given nor inferable.
+        pub timezone: Option<String>,
+        /// JSON object of the contact's other fields.
+        pub variables: String,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Do-not-call entries: per workspace (`campaign_id` empty) or per campaign.
+pub mod dnc_entry {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "dnc_entries")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        pub workspace_id: String,
+        /// `""` for the whole workspace.
+        pub campaign_id: String,
+        pub phone: String,
+        pub reason: Option<String>,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -6,6 +6,7 @@ mod agents;
 mod api_errors;
 mod callbacks;
 mod cli;
+mod contacts;
 mod crash;
 mod durability;
 mod ops;
