@@ -54,6 +54,10 @@ pub struct Config {
     pub webhook_disable_after: Duration,
     /// Most requests open to one webhook endpoint at a time.
     pub webhook_max_in_flight: usize,
+    /// Most live calls one workspace's campaigns may reach together.
+    pub workspace_max_concurrent: u32,
+    /// How often each campaign actor admits calls, in milliseconds.
+    pub campaign_tick_ms: u64,
     /// ISO country of national (non-E.164) contact numbers, unless a request names one.
     pub default_country: String,
     /// The OpenAI-compatible chat API that enhances agent prompts; `None`: enhance locally.
@@ -114,6 +118,8 @@ pub const KEYS: &[&str] = &[
     "DIALPLANE_WEBHOOK_DISABLE_AFTER_S",
     "DIALPLANE_WEBHOOK_MAX_IN_FLIGHT",
     "DIALPLANE_DEFAULT_COUNTRY",
+    "DIALPLANE_WORKSPACE_MAX_CONCURRENT",
+    "DIALPLANE_CAMPAIGN_TICK_MS",
     "DIALPLANE_LLM_BASE_URL",
     "DIALPLANE_LLM_MODEL",
     "DIALPLANE_LLM_API_KEY",
@@ -276,7 +282,22 @@ impl Config {
             return Err(ConfigError::new("DIALPLANE_DEFAULT_COUNTRY", format!("unknown country {default_country:?}")));
         }
 
+        let workspace_max_concurrent = match get("DIALPLANE_WORKSPACE_MAX_CONCURRENT") {
+            None => 100,
+            Some(raw) => raw.parse::<u32>().ok().filter(|n| (1..=100_000).contains(n)).ok_or_else(|| {
+                ConfigError::new("DIALPLANE_WORKSPACE_MAX_CONCURRENT", "expected a whole number from 1 to 100000")
+            })?,
+        };
+        let campaign_tick_ms = match get("DIALPLANE_CAMPAIGN_TICK_MS") {
+            None => 100,
+            Some(raw) => raw.parse::<u64>().ok().filter(|n| (10..=10_000).contains(n)).ok_or_else(|| {
+                ConfigError::new("DIALPLANE_CAMPAIGN_TICK_MS", "expected milliseconds from 10 to 10000")
+            })?,
+        };
+
         Ok(Config {
+            workspace_max_concurrent,
+            campaign_tick_ms,
             default_country,
             llm,
             dial_timeout,

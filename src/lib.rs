@@ -8,6 +8,7 @@
 pub mod agents;
 pub mod auth;
 pub mod call_view;
+pub mod campaigns;
 pub mod carriers;
 pub mod cli;
 pub mod config;
@@ -70,6 +71,10 @@ pub struct App {
     pub webhooks: Arc<webhooks::Webhooks>,
     /// Talks to the configured LLM (prompt enhancement).
     pub llm_http: reqwest::Client,
+    /// Campaign actors.
+    pub campaigns: campaigns::Campaigns,
+    /// Where `campaign.*` events go.
+    pub campaign_events: campaigns::store::Events,
 }
 
 impl App {
@@ -200,6 +205,11 @@ pub async fn run(
         draining: AtomicBool::new(false),
         webhooks: webhooks.clone(),
         llm_http: reqwest::Client::builder().user_agent(concat!("Dialplane/", env!("CARGO_PKG_VERSION"))).build()?,
+        campaigns: campaigns::Campaigns::default(),
+        campaign_events: campaigns::store::Events {
+            directory: webhooks.directory.clone(),
+            wake: webhooks.wake_sender(),
+        },
     });
 
     // Calls a previous run left unfinished get their actors back.
@@ -234,6 +244,26 @@ pub async fn run(
             config.webhook_max_in_flight,
         )
         .await?;
+    app.campaigns
+        .start(
+            &db,
+            dialplane_actors::CampaignDeps {
+                store: Arc::new(campaigns::store::SeaCampaignStore {
+                    db: db.clone(),
+                    events: app.campaign_events.clone(),
+                    workspace_max_concurrent: config.workspace_max_concurrent,
+                }),
+                launcher: Arc::new(campaigns::launcher::CampaignCallLauncher {
+                    db: db.clone(),
+                    writer: app.writer.clone(),
+                    calls: calls.clone(),
+                }),
+                counters: app.counters.clone(),
+                clock: Arc::new(SystemClock),
+                tick_interval: Duration::from_millis(config.campaign_tick_ms),
+            },
+        )
+        .await?;
     let worker = Arc::new(delivery::DeliveryWorker::new(db.clone(), outbox_ready, config.delivery_policy(), post));
     let delivery = tokio::spawn(worker.run(tasks_stopped.clone()));
     let maintenance = tokio::spawn(maintain(app.clone(), tasks_stopped));
@@ -246,6 +276,8 @@ pub async fn run(
     tokio::spawn(async move {
         shutdown.await;
         draining_app.draining.store(true, Ordering::SeqCst);
+        // Campaigns stop admitting calls at once; running ones resume at the next start.
+        draining_app.campaigns.shutdown().await;
         info!(live_calls = draining_app.registry.len(), "draining");
         let deadline = tokio::time::Instant::now() + drain_timeout;
         // The database is the truth: a call just created may not have its actor yet.
@@ -273,6 +305,7 @@ pub async fn run(
         .await;
 
     info!("shutting down");
+    app.campaigns.shutdown().await;
     RootSupervisor::shutdown(root, &calls).await;
     webhooks.shutdown().await;
     let _ = stop_tasks.send(true);

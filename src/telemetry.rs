@@ -19,6 +19,10 @@ pub const WEBHOOK_ATTEMPT_DURATION_SECONDS: &str = "dialplane_webhook_attempt_du
 pub const WEBHOOK_ENDPOINTS_DISABLED_TOTAL: &str = "dialplane_webhook_endpoints_disabled_total";
 pub const WEBHOOK_OUTBOX_PENDING: &str = "dialplane_webhook_outbox_pending";
 pub const WEBHOOK_OUTBOX_OLDEST_AGE_SECONDS: &str = "dialplane_webhook_outbox_oldest_age_seconds";
+pub const CAMPAIGN_ATTEMPTS_TOTAL: &str = "dialplane_campaign_attempts_total";
+pub const CAMPAIGN_OUTCOMES_TOTAL: &str = "dialplane_campaign_outcomes_total";
+pub const CAMPAIGN_LIVE_CALLS: &str = "dialplane_campaign_live_calls";
+pub const CAMPAIGN_CONTACTS_PENDING: &str = "dialplane_campaign_contacts_pending";
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -59,6 +63,13 @@ fn describe() {
     describe_counter!(WEBHOOK_DELIVERIES_TOTAL, "Webhook subscription delivery attempts, by result.");
     describe_histogram!(WEBHOOK_ATTEMPT_DURATION_SECONDS, Unit::Seconds, "Webhook delivery attempt latency.");
     describe_counter!(WEBHOOK_ENDPOINTS_DISABLED_TOTAL, "Webhook endpoints disabled after failing continuously.");
+    describe_counter!(CAMPAIGN_ATTEMPTS_TOTAL, "Campaign calls placed, by campaign (its rate is the dial rate).");
+    describe_counter!(CAMPAIGN_OUTCOMES_TOTAL, "Outcomes of campaign calls, by campaign and outcome.");
+    describe_gauge!(CAMPAIGN_LIVE_CALLS, "Calls in flight, by campaign (set when its status is read).");
+    describe_gauge!(
+        CAMPAIGN_CONTACTS_PENDING,
+        "Contacts waiting to be dialed, by campaign (set when its status is read)."
+    );
     describe_gauge!(WEBHOOK_OUTBOX_PENDING, "Messages waiting in the outbox, by subscription state.");
     describe_gauge!(
         WEBHOOK_OUTBOX_OLDEST_AGE_SECONDS,
@@ -72,6 +83,23 @@ fn describe() {
 pub fn webhook_attempt(result: &'static str, seconds: f64) {
     counter!(WEBHOOK_DELIVERIES_TOTAL, "result" => result).increment(1);
     histogram!(WEBHOOK_ATTEMPT_DURATION_SECONDS).record(seconds);
+}
+
+/// Records a campaign call placed (its dial rate is this counter's rate).
+pub fn campaign_attempt(campaign_id: &str) {
+    counter!(CAMPAIGN_ATTEMPTS_TOTAL, "campaign" => campaign_id.to_string()).increment(1);
+}
+
+/// Records the outcome of a campaign call.
+pub fn campaign_outcome(campaign_id: &str, outcome: &str) {
+    counter!(CAMPAIGN_OUTCOMES_TOTAL, "campaign" => campaign_id.to_string(), "outcome" => outcome.to_string())
+        .increment(1);
+}
+
+/// Sets a campaign's live calls and pending contacts.
+pub fn campaign_gauges(campaign_id: &str, live: u64, pending: u64) {
+    gauge!(CAMPAIGN_LIVE_CALLS, "campaign" => campaign_id.to_string()).set(live as f64);
+    gauge!(CAMPAIGN_CONTACTS_PENDING, "campaign" => campaign_id.to_string()).set(pending as f64);
 }
 
 /// Records an endpoint disabled for failing.

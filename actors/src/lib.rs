@@ -15,6 +15,8 @@ pub mod webhook;
 pub use call::actor::{CallActor, CallActorArgs, CallDeps, CallMessage};
 pub use call::fsm;
 pub use call::{CallRecord, CallType};
+pub use campaign::actor::{CampaignActor, CampaignDeps, CampaignMessage};
+pub use campaign::supervisor::{CampaignSupervisor, CampaignSupervisorMessage};
 pub use supervisor::{CallRegistry, CallSupervisor, CallSupervisorHandle, CallSupervisorMessage, RootSupervisor};
 pub use webhook::actor::{WebhookDeps, WebhookMessage, WebhookSubscriptionActor};
 pub use webhook::supervisor::{WebhookSupervisor, WebhookSupervisorMessage};

@@ -222,3 +222,89 @@ pub trait WebhookOutbox: Send + Sync + 'static {
 pub trait WebhookSender: Send + Sync + 'static {
     async fn send(&self, message: &OutboundMessage) -> AttemptReport;
 }
+
+/// A campaign as its actor needs it, read afresh every tick (so pause and stop act at once).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CampaignPlan {
+    pub id: String,
+    pub workspace_id: String,
+    /// `draft`, `scheduled`, `running`, `paused`, `completed` or `stopped`.
+    pub state: String,
+    pub pacing: crate::campaign::planner::Pacing,
+    pub schedule: crate::campaign::planner::Schedule,
+    pub retry: crate::campaign::planner::RetryPolicy,
+    /// Most live calls the whole workspace may have.
+    pub workspace_max_concurrent: u32,
+}
+
+/// A contact leased for dialing (its state is now `dialing`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeasedContact {
+    pub id: i64,
+    pub phone: String,
+    /// IANA timezone name.
+    pub timezone: String,
+    /// Attempts launched before this one.
+    pub attempts: u32,
+    pub next_attempt_at: Timestamp,
+}
+
+/// An attempt whose call has ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FinishedAttempt {
+    pub contact_id: i64,
+    pub attempts: u32,
+    /// The call's outcome: `completed`, `busy`, `no_answer`, `failed`, `canceled`.
+    pub outcome: String,
+    pub ended_at: Timestamp,
+}
+
+/// What to do with a campaign contact.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContactUpdate {
+    /// Its call ended: due again at this time.
+    RetryAt { outcome: String, at: Timestamp },
+    /// Its call ended and no attempt follows.
+    Done { outcome: String },
+    /// Not dialed now (outside its window, or the launch failed): pending again, due then.
+    Later(Timestamp),
+    /// Never dialed again: `dnc`, `expired`.
+    Never(String),
+}
+
+/// The durable side of a campaign.
+#[async_trait]
+pub trait CampaignStore: Send + Sync + 'static {
+    /// Returns the campaign, or `None` when it was deleted.
+    async fn load(&self, campaign_id: &str) -> Result<Option<CampaignPlan>, StoreError>;
+    /// After a restart: contacts leased but never launched are pending again (their next lease
+    /// reuses the same attempt number, so the call's idempotency key finds a call already made).
+    async fn recover(&self, campaign_id: &str) -> Result<(), StoreError>;
+    /// Returns the attempts whose calls have ended and are not applied yet.
+    async fn finished_attempts(&self, campaign_id: &str) -> Result<Vec<FinishedAttempt>, StoreError>;
+    /// Applies decisions about contacts.
+    async fn update_contacts(&self, campaign_id: &str, updates: &[(i64, ContactUpdate)]) -> Result<(), StoreError>;
+    /// Returns how many of the campaign's calls are in flight (contacts `dialing`).
+    async fn in_flight(&self, campaign_id: &str) -> Result<u32, StoreError>;
+    /// Leases up to `n` due, pending contacts, oldest due first, with one conditional update: no
+    /// contact is ever leased twice.
+    async fn lease(&self, campaign_id: &str, n: u32, now: Timestamp) -> Result<Vec<LeasedContact>, StoreError>;
+    /// Returns which numbers are on the workspace's or the campaign's do-not-call list.
+    async fn blocked(
+        &self,
+        campaign: &CampaignPlan,
+        phones: &[String],
+    ) -> Result<std::collections::HashSet<String>, StoreError>;
+    /// Records the call of attempt number `attempt` of a contact.
+    async fn launched(&self, contact_id: i64, attempt: u32, call_id: &str) -> Result<(), StoreError>;
+    /// Completes the campaign when no contact can be dialed again. Returns true when it did.
+    async fn complete_if_done(&self, campaign_id: &str, now: Timestamp) -> Result<bool, StoreError>;
+}
+
+/// Creates the call of a campaign contact's attempt.
+#[async_trait]
+pub trait CallLauncher: Send + Sync + 'static {
+    /// Creates (or, for an attempt already launched, finds) the call; idempotent per
+    /// `(contact, attempt)`. Returns the call id.
+    async fn launch(&self, campaign: &CampaignPlan, contact: &LeasedContact, attempt: u32) -> Result<String, String>;
+}

@@ -9,6 +9,7 @@ mod m20261124_000002_add_sandbox_calls_and_idempotency_keys;
 mod m20261125_000003_add_webhook_subscriptions;
 mod m20261125_000004_add_agents;
 mod m20261126_000005_add_contacts_and_dnc;
+mod m20261126_000006_add_campaigns;
 
 /// Lists every migration in the order it applies.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_add_webhook_subscriptions::Migration),
             Box::new(m20261125_000004_add_agents::Migration),
             Box::new(m20261126_000005_add_contacts_and_dnc::Migration),
+            Box::new(m20261126_000006_add_campaigns::Migration),
         ]
     }
 }

@@ -887,12 +887,22 @@ pub async fn put_service(
 /// The current config of an agent call, rendered with the call's variables: what a click2call
 /// whose `agent_number` is an `AGT_` id carries. 404 for an unknown agent or one without a
 /// current config; 403 for another user's.
-pub async fn call_config(app: &App, user: &user::Model, agent_id: &str, request: &Value) -> Result<Value, ApiError> {
-    let agent = owned(app, user, agent_id).await?;
+pub async fn call_config(
+    db: &sea_orm::DatabaseConnection,
+    user_id: &str,
+    agent_id: &str,
+    request: &Value,
+) -> Result<Value, ApiError> {
+    let agent = agents::find(db, agent_id).await?.ok_or_else(|| ApiError::NotFound("Agent not found".to_string()))?;
+    if agent.user_id != user_id {
+        return Err(ApiError::Forbidden("Not authorized to access this agent".to_string()));
+    }
     if !agent.is_active {
         return Err(ApiError::BadRequest("Agent is not active".to_string()));
     }
-    let config = current_of(app, &agent).await?;
+    let config = agents::current(db, &agent.agent_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("No current config found".to_string()))?;
     let document = agents::document(&config);
     let values = match request.get("metadata") {
         Some(Value::Object(values)) => values.clone(),

@@ -190,7 +190,7 @@ pub async fn click2call(
     // An agent call carries the agent's current config, rendered with the call's variables.
     let agent_config = match call_type {
         CallType::AgentTelephony => {
-            super::agents::call_config(&app, &user, &request.agent_number, &request.agent_config).await?
+            super::agents::call_config(&app.db, &user.id, &request.agent_number, &request.agent_config).await?
         }
         CallType::ClickToCall => request.agent_config,
     };

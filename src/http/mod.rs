@@ -4,6 +4,7 @@
 
 pub mod agents;
 pub mod api;
+pub mod campaigns;
 pub mod carrier;
 pub mod contacts;
 pub mod listing;
@@ -571,6 +572,78 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
             .boxed(),
     ]);
 
+    let campaign_routes = any_of(vec![
+        warp::path!("v1" / "campaigns")
+            .and(warp::post())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(body())
+            .then(|app, auth, body| timed_v1("/v1/campaigns", "POST", campaigns::create(app, auth, body)))
+            .boxed(),
+        warp::path!("v1" / "campaigns")
+            .and(warp::get())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(raw_query())
+            .then(|app, auth, query| timed_v1("/v1/campaigns", "GET", campaigns::list(app, auth, query)))
+            .boxed(),
+        warp::path!("v1" / "campaigns" / String)
+            .and(warp::get())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .then(|id, app, auth| timed_v1("/v1/campaigns/{id}", "GET", campaigns::get(app, auth, id)))
+            .boxed(),
+        warp::path!("v1" / "campaigns" / String)
+            .and(warp::patch().or(warp::put()).unify())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(body())
+            .then(|id, app, auth, body| timed_v1("/v1/campaigns/{id}", "PATCH", campaigns::update(app, auth, id, body)))
+            .boxed(),
+        warp::path!("v1" / "campaigns" / String)
+            .and(warp::delete())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .then(|id, app, auth| timed_v1("/v1/campaigns/{id}", "DELETE", campaigns::delete(app, auth, id)))
+            .boxed(),
+        warp::path!("v1" / "campaigns" / String / "stats")
+            .and(warp::get())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .then(|id, app, auth| timed_v1("/v1/campaigns/{id}/stats", "GET", campaigns::stats(app, auth, id)))
+            .boxed(),
+        warp::path!("v1" / "campaigns" / String / "status")
+            .and(warp::get())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .then(|id, app, auth| timed_v1("/v1/campaigns/{id}/status", "GET", campaigns::status(app, auth, id)))
+            .boxed(),
+        warp::path!("v1" / "campaigns" / String / "contacts")
+            .and(warp::post())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(warp::body::content_length_limit(BULK_BODY_BYTES).and(warp::body::bytes()))
+            .then(|id, app, auth, body| {
+                timed_v1("/v1/campaigns/{id}/contacts", "POST", campaigns::add_contacts(app, auth, id, body))
+            })
+            .boxed(),
+        warp::path!("v1" / "campaigns" / String / String)
+            .and(warp::post())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and_then(|id, action: String, app, auth| async move {
+                let action: &'static str = match action.as_str() {
+                    "launch" => "launch",
+                    "pause" => "pause",
+                    "resume" => "resume",
+                    "stop" => "stop",
+                    _ => return Err(warp::reject::not_found()),
+                };
+                Ok(timed_v1("/v1/campaigns/{id}/{action}", "POST", campaigns::act(app, auth, id, action)).await)
+            })
+            .boxed(),
+    ]);
+
     let ops = warp::path!("health")
         .and(warp::get())
         .then(|| timed("/health", "GET", ops::health()))
@@ -597,6 +670,8 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
         .or(v1)
         .unify()
         .or(contacts_routes)
+        .unify()
+        .or(campaign_routes)
         .unify()
         .or(ops)
         .unify()

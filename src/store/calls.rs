@@ -39,6 +39,7 @@ pub fn new_row(record: &CallRecord, callback_url: Option<String>, state: &CallSt
         state: String::new(),
         is_live: true,
         event_seq: 0,
+        campaign_id: None,
         created_at: state.created_at,
         updated_at: state.created_at,
         ended_at: None,

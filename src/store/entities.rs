@@ -103,6 +103,8 @@ pub mod call {
         pub is_live: bool,
         /// Lifecycle events published so far: the `sequence` of the next webhook event.
         pub event_seq: i32,
+        /// The campaign that placed the call.
+        pub campaign_id: Option<String>,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
         pub ended_at: Option<DateTimeUtc>,
@@ -452,6 +454,70 @@ pub mod dnc_entry {
         pub phone: String,
         pub reason: Option<String>,
         pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Campaigns: a dialer over a list of contacts.
+pub mod campaign {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "campaigns")]
+    pub struct Model {
+        /// `cmp_…`
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub workspace_id: String,
+        pub user_id: String,
+        pub name: String,
+        /// `draft`, `scheduled`, `running`, `paused`, `completed` or `stopped`.
+        pub state: String,
+        /// JSON of the campaign's settings.
+        pub settings: String,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+        pub launched_at: Option<DateTimeUtc>,
+        pub finished_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// A campaign's contacts and where each stands.
+pub mod campaign_contact {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "campaign_contacts")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub campaign_id: String,
+        pub workspace_id: String,
+        pub contact_id: Option<String>,
+        pub phone: String,
+        pub name: Option<String>,
+        /// IANA timezone its calling window is evaluated in.
+        pub timezone: String,
+        pub variables: String,
+        /// `pending`, `dialing`, `done`, `dnc`, `canceled` or `expired`.
+        pub state: String,
+        /// Attempts launched so far.
+        pub attempts: i32,
+        pub next_attempt_at: DateTimeUtc,
+        /// The call of the latest attempt.
+        pub call_id: Option<String>,
+        pub last_outcome: Option<String>,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

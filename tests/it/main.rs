@@ -5,6 +5,7 @@
 mod agents;
 mod api_errors;
 mod callbacks;
+mod campaigns;
 mod cli;
 mod contacts;
 mod crash;

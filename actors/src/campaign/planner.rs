@@ -14,12 +14,17 @@ use serde::{Deserialize, Serialize};
 /// An instant, always UTC.
 pub type Timestamp = DateTime<Utc>;
 
-/// A calls-per-second limiter over a sliding window: it remembers when it admitted calls during
-/// the last window, so no window of that length ever holds more than the allowance (a token bucket
-/// would allow a burst plus a refill: up to twice the rate in one second).
+/// A calls-per-second limiter. Two rules, both must allow a call:
+/// - a sliding window: no window of one second (longer below one call per second) ever holds
+///   more calls than the rate allows, however the ticks fall;
+/// - pacing: calls are spread 10 % wider than the rate asks (a generic cell rate algorithm with
+///   a burst of a tenth of a second's calls), so the carrier, which sees each call a few
+///   milliseconds after its admission with some jitter, still never sees the rate exceeded.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RateLimiter {
     admitted: VecDeque<Timestamp>,
+    /// When the next call is due under even pacing.
+    next_slot: Option<Timestamp>,
 }
 
 impl RateLimiter {
@@ -37,18 +42,42 @@ impl RateLimiter {
         if rate >= 1.0 { rate.floor().min(f64::from(u32::MAX)) as u32 } else { u32::from(rate > 0.0) }
     }
 
+    /// Time between two calls under pacing: 10 % more than the rate asks.
+    fn spacing(rate: f64) -> chrono::Duration {
+        chrono::Duration::microseconds((1.1e6 / rate.max(0.001)).round() as i64)
+    }
+
+    /// Calls that may start together: a tenth of a second's worth.
+    fn burst(rate: f64) -> i64 {
+        (rate * 0.1).floor().max(0.0) as i64
+    }
+
     /// Returns how many calls may start at `now`.
     pub fn available(&mut self, rate: f64, now: Timestamp) -> u32 {
         let since = now - Self::window(rate);
         while self.admitted.front().is_some_and(|at| *at <= since) {
             self.admitted.pop_front();
         }
-        Self::allowance(rate).saturating_sub(u32::try_from(self.admitted.len()).unwrap_or(u32::MAX))
+        let in_window = Self::allowance(rate).saturating_sub(u32::try_from(self.admitted.len()).unwrap_or(u32::MAX));
+        let spacing = Self::spacing(rate);
+        let ahead = self.next_slot.map_or(chrono::Duration::zero(), |slot| (slot - now).max(chrono::Duration::zero()));
+        let tolerance = spacing * i32::try_from(Self::burst(rate)).unwrap_or(i32::MAX);
+        if ahead > tolerance {
+            return 0;
+        }
+        let paced =
+            ((tolerance - ahead).num_microseconds().unwrap_or(0) / spacing.num_microseconds().unwrap_or(1).max(1)) + 1;
+        in_window.min(u32::try_from(paced).unwrap_or(u32::MAX))
     }
 
-    /// Records `n` calls started at `now`.
-    pub fn record(&mut self, n: u32, now: Timestamp) {
+    /// Records `n` calls started at `now` under `rate`.
+    pub fn record(&mut self, n: u32, rate: f64, now: Timestamp) {
+        if n == 0 {
+            return;
+        }
         self.admitted.extend(std::iter::repeat_n(now, n as usize));
+        let from = self.next_slot.map_or(now, |slot| slot.max(now));
+        self.next_slot = Some(from + Self::spacing(rate) * i32::try_from(n).unwrap_or(i32::MAX));
     }
 }
 
@@ -72,7 +101,7 @@ pub fn admissions(
         .available(pacing.calls_per_second, now)
         .min(pacing.max_concurrent.saturating_sub(campaign_live))
         .min(workspace_left);
-    limiter.record(admitted, now);
+    limiter.record(admitted, pacing.calls_per_second, now);
     admitted
 }
 
@@ -250,16 +279,35 @@ mod tests {
     #[test]
     fn admissions_take_the_smallest_limit() {
         let now = utc("2026-11-25T10:00:00Z");
-        let pacing = Pacing { max_concurrent: 10, calls_per_second: 5.0 };
-        // (campaign live, workspace left) → admitted
-        for (live, left, expected) in [(0, 100, 5), (8, 100, 2), (0, 3, 3), (10, 100, 0)] {
+        // At 100/s a tick may start 11 calls (a tenth of a second's worth, plus one).
+        let pacing = Pacing { max_concurrent: 10, calls_per_second: 100.0 };
+        for (live, left, expected) in [(0, 100, 10), (8, 100, 2), (0, 3, 3), (10, 100, 0)] {
             let mut limiter = RateLimiter::default();
             assert_eq!(admissions(&mut limiter, pacing, live, left, now), expected, "{live} live, {left} left");
         }
+        let wide = Pacing { max_concurrent: 1000, calls_per_second: 100.0 };
         let mut limiter = RateLimiter::default();
-        assert_eq!(admissions(&mut limiter, pacing, 0, 100, now), 5);
-        assert_eq!(admissions(&mut limiter, pacing, 0, 100, now + chrono::Duration::milliseconds(999)), 0);
-        assert_eq!(admissions(&mut limiter, pacing, 0, 100, now + chrono::Duration::seconds(1)), 5);
+        assert_eq!(admissions(&mut limiter, wide, 0, 1000, now), 11);
+        assert_eq!(admissions(&mut limiter, wide, 0, 1000, now), 0, "the burst is spent");
+        assert_eq!(admissions(&mut limiter, wide, 0, 1000, now + chrono::Duration::milliseconds(100)), 9);
+    }
+
+    #[test]
+    fn calls_are_spread_wider_than_the_rate() {
+        let start = utc("2026-11-25T10:00:00Z");
+        let pacing = Pacing { max_concurrent: 100, calls_per_second: 4.0 };
+        let mut limiter = RateLimiter::default();
+        let mut admitted_at = Vec::new();
+        for tick in 0..40 {
+            let now = start + chrono::Duration::milliseconds(tick * 100);
+            for _ in 0..admissions(&mut limiter, pacing, 0, 100, now) {
+                admitted_at.push(now);
+            }
+        }
+        assert_eq!(admitted_at.len(), 14, "{admitted_at:?}");
+        for pair in admitted_at.windows(2) {
+            assert!(pair[1] - pair[0] >= chrono::Duration::milliseconds(275), "{pair:?}");
+        }
     }
 
     #[test]
@@ -268,7 +316,7 @@ mod tests {
         let mut limiter = RateLimiter::default();
         let pacing = Pacing { max_concurrent: 10, calls_per_second: 0.5 };
         let at = |ms: i64| start + chrono::Duration::milliseconds(ms);
-        let admitted: Vec<u32> = [0, 1000, 1999, 2000, 3000, 4000]
+        let admitted: Vec<u32> = [0, 1000, 2000, 2200, 3000, 4400]
             .iter()
             .map(|ms| admissions(&mut limiter, pacing, 0, 10, at(*ms)))
             .collect();

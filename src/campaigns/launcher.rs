@@ -1,0 +1,91 @@
+//! [`CampaignCallLauncher`], the campaign actors' `CallLauncher` port: creates the call of a
+//! contact's attempt through the group-commit writer with the idempotency key
+//! `campaign:{contact}:{attempt}` (so an attempt launched before a crash finds its call instead of
+//! dialing again), then starts its call actor.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use dialplane_actors::fsm::CallState;
+use dialplane_actors::ports::{CallLauncher, CampaignPlan, LeasedContact};
+use dialplane_actors::{CallRecord, CallSupervisorHandle, CallType};
+use sea_orm::{DatabaseConnection, EntityTrait};
+use serde_json::{Value, json};
+
+use super::store::settings_of;
+use crate::store::calls::{self, Creation, IdempotentRequest};
+use crate::store::entities::{campaign, campaign_contact};
+use crate::store::writer::{WriteOp, WriteOutcome, Writer};
+use crate::{ids, telemetry};
+
+/// Creates campaign calls.
+pub struct CampaignCallLauncher {
+    pub db: DatabaseConnection,
+    pub writer: Writer,
+    pub calls: Arc<CallSupervisorHandle>,
+}
+
+#[async_trait]
+impl CallLauncher for CampaignCallLauncher {
+    async fn launch(&self, plan: &CampaignPlan, contact: &LeasedContact, attempt: u32) -> Result<String, String> {
+        let row = campaign::Entity::find_by_id(plan.id.clone()).one(&self.db).await.map_err(|e| e.to_string())?;
+        let row = row.ok_or("the campaign was deleted")?;
+        let settings = settings_of(&row);
+        let stored = campaign_contact::Entity::find_by_id(contact.id).one(&self.db).await.map_err(|e| e.to_string())?;
+        let variables: Value =
+            stored.and_then(|c| serde_json::from_str(&c.variables).ok()).unwrap_or_else(|| json!({}));
+        let (call_type, agent_config) = if settings.is_agent() {
+            let config = crate::http::agents::call_config(
+                &self.db,
+                &row.user_id,
+                &settings.agent_number,
+                &json!({ "metadata": variables }),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            (CallType::AgentTelephony, config)
+        } else {
+            (CallType::ClickToCall, json!({}))
+        };
+        // Caller IDs rotate over the campaign's contacts.
+        let did = (!settings.caller_ids.is_empty())
+            .then(|| settings.caller_ids[(contact.id.unsigned_abs() as usize) % settings.caller_ids.len()].clone());
+        let record = CallRecord {
+            id: ids::new_call_id(),
+            workspace_id: row.workspace_id.clone(),
+            user_id: row.user_id.clone(),
+            call_type,
+            customer_number: contact.phone.trim_start_matches('+').to_string(),
+            agent_number: settings.agent_number.trim_start_matches('+').to_string(),
+            did: did.map(|d| d.trim_start_matches('+').to_string()),
+            carrier: "sandbox".to_string(),
+            transcript_enabled: settings.transcript,
+            transcript_language: None,
+            agent_config,
+        };
+        let state = CallState::new(call_type, record.transcript_enabled, Utc::now());
+        let mut call_row = calls::new_row(&record, settings.callback_url.clone(), &state);
+        call_row.campaign_id = Some(row.id.clone());
+        let key = format!("campaign:{}:{attempt}", contact.id);
+        let idempotency = IdempotentRequest {
+            request_hash: key.clone(),
+            key,
+            response_status: 200,
+            response_body: json!({ "call_id": record.id }).to_string(),
+        };
+        match self.writer.write(WriteOp::InsertCall { row: call_row, idempotency: Some(idempotency) }).await {
+            Ok(WriteOutcome::Created(Creation::Created) | WriteOutcome::Done) => {
+                telemetry::call_created(call_type.as_api_str());
+                telemetry::campaign_attempt(&row.id);
+                let call_id = record.id.clone();
+                // During a shutdown the call stays queued and resumes at the next start.
+                self.calls.start_call(record, state);
+                Ok(call_id)
+            }
+            Ok(WriteOutcome::Created(Creation::Replay { call_id, .. })) => Ok(call_id),
+            Ok(WriteOutcome::Created(Creation::KeyReused)) => Err("idempotency key reused".to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
