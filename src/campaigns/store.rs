@@ -522,13 +522,34 @@ impl CampaignStore for SeaCampaignStore {
     }
 
     async fn complete_if_done(&self, campaign_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let txn = crate::store::begin_write(&self.db).await.map_err(store_error)?;
-        let open = campaign_contact::Entity::find()
-            .filter(campaign_contact::Column::CampaignId.eq(campaign_id))
-            .filter(campaign_contact::Column::State.is_in([PENDING, DIALING]))
-            .count(&txn)
+        // Read first: an idle campaign waiting for a window must not take the write lock every tick.
+        let open_contacts = || {
+            campaign_contact::Entity::find()
+                .filter(campaign_contact::Column::CampaignId.eq(campaign_id))
+                .filter(campaign_contact::Column::State.is_in([PENDING, DIALING]))
+        };
+        let ends_at = campaign::Entity::find_by_id(campaign_id.to_string())
+            .one(&self.db)
             .await
-            .map_err(store_error)?;
+            .map_err(store_error)?
+            .and_then(|row| settings_of(&row).ends_at);
+        let ended = ends_at.is_some_and(|end| end <= now);
+        if !ended && open_contacts().count(&self.db).await.map_err(store_error)? > 0 {
+            return Ok(false);
+        }
+        let txn = crate::store::begin_write(&self.db).await.map_err(store_error)?;
+        // Past the campaign's end, contacts still waiting for a later window never will be called.
+        if ended {
+            campaign_contact::Entity::update_many()
+                .filter(campaign_contact::Column::CampaignId.eq(campaign_id))
+                .filter(campaign_contact::Column::State.eq(PENDING))
+                .col_expr(campaign_contact::Column::State, Expr::value("expired"))
+                .col_expr(campaign_contact::Column::UpdatedAt, Expr::value(now))
+                .exec(&txn)
+                .await
+                .map_err(store_error)?;
+        }
+        let open = open_contacts().count(&txn).await.map_err(store_error)?;
         let row = campaign::Entity::find_by_id(campaign_id.to_string()).one(&txn).await.map_err(store_error)?;
         let Some(mut row) = row.filter(|r| open == 0 && r.state == "running") else { return Ok(false) };
         row.state = "completed".to_string();

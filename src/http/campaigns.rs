@@ -244,3 +244,20 @@ pub async fn add_contacts(
     let added = campaigns::add_contacts(&app.db, &row, &adding).await?;
     Ok(json_response(StatusCode::OK, &json!({ "added": added, "skipped": adding.len() - added, "rejected": rejected })))
 }
+
+/// `POST /v1/campaigns/{id}/contacts/import`: a CSV upload (multipart `file`), added to the
+/// contact book and to the campaign, with the same per-row report as `/v1/contacts/import`.
+pub async fn import_contacts(
+    app: Arc<App>,
+    authorization: Option<String>,
+    id: String,
+    query: String,
+    form: warp::multipart::FormData,
+) -> Result<Response, ApiError> {
+    let user = caller(&app, authorization).await?;
+    let row = owned(&app, &user, &id).await?;
+    if matches!(row.state.as_str(), "completed" | "stopped") {
+        return Err(ApiError::Conflict(format!("Campaign is {}; it takes no more contacts", row.state)));
+    }
+    super::contacts::import_form(&app, &user, &query, form, Some(&row)).await
+}

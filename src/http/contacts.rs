@@ -17,11 +17,12 @@ use super::listing::{page_of, pagination};
 use super::validate;
 use crate::App;
 use crate::call_view::iso;
+use crate::campaigns::store::{self as campaigns, CampaignContactIn};
 use crate::contacts::csv_import::{CsvImporter, RowOutcome};
 use crate::contacts::phone;
 use crate::contacts::store::{self as contacts, ContactFilter, NewContact};
 use crate::error::{ApiError, json_response};
-use crate::store::entities::{contact, dnc_entry, user};
+use crate::store::entities::{campaign, contact, dnc_entry, user};
 
 /// Most contacts one bulk request takes.
 const MAX_BULK: usize = 10_000;
@@ -260,12 +261,23 @@ pub async fn import(
     form: warp::multipart::FormData,
 ) -> Result<Response, ApiError> {
     let user = caller(&app, authorization).await?;
-    let country = default_country(&app, &query_params(&query))?;
+    import_form(&app, &user, &query, form, None).await
+}
+
+/// Imports the `file` part of a multipart form into the contact book and, when given, a campaign.
+pub async fn import_form(
+    app: &App,
+    user: &user::Model,
+    query: &str,
+    form: warp::multipart::FormData,
+    campaign: Option<&campaign::Model>,
+) -> Result<Response, ApiError> {
+    let country = default_country(app, &query_params(query))?;
     let mut form = Box::pin(form);
     while let Some(part) = form.next().await {
         let part = part.map_err(|e| ApiError::BadRequest(format!("file: the upload could not be read: {e}")))?;
         if part.name() == "file" {
-            let report = import_stream(&app, &user, &country, part.stream()).await?;
+            let report = import_stream(app, user, &country, part.stream(), campaign).await?;
             info!(user.id = %user.id, rows = report["rows"].as_u64(), "contacts imported");
             return Ok(json_response(StatusCode::OK, &report));
         }
@@ -278,11 +290,12 @@ async fn import_stream<B: Buf>(
     user: &user::Model,
     country: &str,
     stream: impl Stream<Item = Result<B, warp::Error>>,
+    campaign: Option<&campaign::Model>,
 ) -> Result<Value, ApiError> {
     let mut importer = CsvImporter::new(country);
     let mut stream = Box::pin(stream);
     let mut outcomes = Vec::new();
-    let mut tally = Tally::default();
+    let mut tally = Tally { campaign: campaign.cloned(), ..Tally::default() };
     while let Some(chunk) = stream.next().await {
         let mut chunk = chunk.map_err(|e| ApiError::BadRequest(format!("file: the upload could not be read: {e}")))?;
         while chunk.has_remaining() {
@@ -305,6 +318,7 @@ async fn import_stream<B: Buf>(
         "rejected_count": tally.rejected_count,
         "rejected": tally.rejected,
         "rejected_truncated": tally.rejected_count > tally.rejected.len(),
+        "added_to_campaign": campaign.map(|_| tally.added_to_campaign),
     }))
 }
 
@@ -315,6 +329,9 @@ struct Tally {
     merged: usize,
     rejected_count: usize,
     rejected: Vec<Value>,
+    /// The campaign the imported contacts are also added to.
+    campaign: Option<campaign::Model>,
+    added_to_campaign: usize,
 }
 
 impl Tally {
@@ -339,6 +356,19 @@ impl Tally {
         let upserted = contacts::upsert_many(&app.db, workspace_id, &batch).await?;
         self.created += upserted.created;
         self.merged += upserted.merged;
+        if let Some(campaign) = &self.campaign {
+            let adding: Vec<CampaignContactIn> = batch
+                .into_iter()
+                .map(|c| CampaignContactIn {
+                    contact_id: None,
+                    phone: c.phone,
+                    name: c.name,
+                    timezone: c.timezone,
+                    variables: c.variables,
+                })
+                .collect();
+            self.added_to_campaign += campaigns::add_contacts(&app.db, campaign, &adding).await?;
+        }
         Ok(())
     }
 }

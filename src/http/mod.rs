@@ -627,6 +627,20 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
                 timed_v1("/v1/campaigns/{id}/contacts", "POST", campaigns::add_contacts(app, auth, id, body))
             })
             .boxed(),
+        warp::path!("v1" / "campaigns" / String / "contacts" / "import")
+            .and(warp::post())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(raw_query())
+            .and(warp::multipart::form().max_length(IMPORT_BODY_BYTES))
+            .then(|id, app, auth, query, form| {
+                timed_v1(
+                    "/v1/campaigns/{id}/contacts/import",
+                    "POST",
+                    campaigns::import_contacts(app, auth, id, query, form),
+                )
+            })
+            .boxed(),
         warp::path!("v1" / "campaigns" / String / String)
             .and(warp::post())
             .and(with_app(app.clone()))

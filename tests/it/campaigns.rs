@@ -338,6 +338,18 @@ async fn campaign_requests_are_validated_and_scoped_to_their_workspace() {
     assert_eq!((status, patched["max_concurrent_calls"].as_u64()), (200, Some(9)));
     let (_, list) = send(&server, "GET", "/v1/campaigns", &token, None).await;
     assert_eq!(list["total"], 1);
+    // Contacts by upload: into the contact book and the campaign, with the import's report.
+    let file = b"\xEF\xBB\xBFphone,name\r\n+919500000001,Already in\r\n+919500002222,New\r\nbad,Row\r\n";
+    let (status, report) =
+        crate::contacts::upload(&server, &token, &format!("/v1/campaigns/{id}/contacts/import"), file).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (report["rows"].as_u64(), report["accepted"].as_u64(), report["rejected_count"].as_u64()),
+        (Some(3), Some(2), Some(1))
+    );
+    assert_eq!(report["added_to_campaign"], 1, "the number already in the campaign is skipped");
+    let (_, stats) = send(&server, "GET", &format!("/v1/campaigns/{id}/stats"), &token, None).await;
+    assert_eq!(stats["contacts_total"], 2);
     let (status, error) = send(
         &server,
         "POST",
@@ -357,5 +369,26 @@ async fn campaign_requests_are_validated_and_scoped_to_their_workspace() {
     assert_eq!(send(&server, "GET", "/v1/campaigns/cmp_missing/stats", &token, None).await.0, 404);
     assert_eq!(send(&server, "POST", &format!("/v1/campaigns/{id}/explode"), &token, None).await.0, 404);
     assert_eq!(send(&server, "DELETE", &format!("/v1/campaigns/{id}"), &token, None).await.0, 204);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_past_its_end_expires_what_is_left_and_completes() {
+    let server = TestServer::start().await;
+    let token = server.token().await;
+    // A window that is closed now in Kolkata, and an end two seconds away.
+    let kolkata = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Kolkata);
+    let start = (kolkata + chrono::Duration::hours(2)).format("%H:%M").to_string();
+    let end = (kolkata + chrono::Duration::hours(3)).format("%H:%M").to_string();
+    let ends_at = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
+    let settings = json!({ "calling_window": { "start": start, "end": end }, "ends_at": ends_at });
+    let id =
+        campaign_with(&server, &token, settings, vec![json!({ "phone": "+919200004321", "timezone": "Asia/Kolkata" })])
+            .await;
+    send(&server, "POST", &format!("/v1/campaigns/{id}/launch"), &token, None).await;
+    wait_for_state(&server, &token, &id, "completed", Duration::from_secs(20)).await;
+    let (_, stats) = send(&server, "GET", &format!("/v1/campaigns/{id}/stats"), &token, None).await;
+    assert_eq!(stats["contacts"], json!({ "expired": 1 }), "{stats}");
+    assert_eq!(stats["attempts"], 0);
     server.stop().await;
 }

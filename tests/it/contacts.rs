@@ -20,7 +20,7 @@ async fn send(server: &TestServer, method: &str, path: &str, token: Option<&str>
 }
 
 /// Uploads `file` as the `file` part of a multipart form.
-async fn upload(server: &TestServer, token: &str, path: &str, file: &[u8]) -> (u16, Value) {
+pub async fn upload(server: &TestServer, token: &str, path: &str, file: &[u8]) -> (u16, Value) {
     let boundary = "dialplane-test-boundary";
     let mut body = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"contacts.csv\"\r\nContent-Type: text/csv\r\n\r\n"
