@@ -1,8 +1,8 @@
 //! The load harness: starts Dialplane in-process on loopback (sandbox carrier at time scale 0) and
 //! drives it with real HTTP, measuring in one run, beside a bare warp JSON route as the reference:
 //! click2call creation at saturation and at a fixed rate, whole calls per second (creation to every
-//! callback delivered), webhook deliveries per second with queue-to-arrival latency, RSS per live
-//! call, idle RSS and start-up time. SQLite always; PostgreSQL and
+//! callback delivered), webhook deliveries per second with queue-to-arrival latency, campaign
+//! admission over 100,000 contacts, RSS per live call, idle RSS and start-up time. SQLite always; PostgreSQL and
 //! Redis too when `BENCH_DATABASE_URL` / `BENCH_REDIS_URL` are set.
 //!
 //! Run: `cargo bench --bench load` (`LOAD_QUICK=1` for a short run, `LOAD_LIVE_CALLS=10000,100000`
@@ -266,6 +266,85 @@ fn click2call(base: &str, token: &str, customer_number: &'static str, callback_u
     })
 }
 
+/// Campaign admission on its own: 100,000 contacts added to a campaign, then leased, checked
+/// against do-not-call and their calling window, and settled in batches as the CampaignActor does,
+/// through the real store (no calls are placed: call creation is measured above).
+async fn campaign_admission(name: &str, database_url: &str, contacts: usize) {
+    use dialplane::campaigns::store::{self as campaigns, CampaignContactIn, Events, SeaCampaignStore};
+    use dialplane_actors::campaign::planner;
+    use dialplane_actors::ports::{CampaignStore, ContactUpdate};
+
+    let db = dialplane::store::connect(database_url, Duration::from_secs(10)).await.unwrap();
+    let user = dialplane::store::users::create(&db, "admission@example.com", "x", "member").await.unwrap();
+    let settings = dialplane::campaigns::settings::Settings {
+        agent_number: "918888888888".into(),
+        caller_ids: vec!["+919484956750".into()],
+        ..Default::default()
+    };
+    let campaign = campaigns::create(&db, &user.workspace_id, &user.id, "bench", &settings).await.unwrap();
+    let zones = ["Asia/Kolkata", "Europe/London", "America/New_York", "UTC"];
+    let rows: Vec<CampaignContactIn> = (0..contacts)
+        .map(|n| CampaignContactIn {
+            contact_id: None,
+            phone: format!("+9198{n:08}"),
+            name: None,
+            timezone: Some(zones[n % zones.len()].to_string()),
+            variables: serde_json::Map::new(),
+        })
+        .collect();
+    let started = Instant::now();
+    for chunk in rows.chunks(10_000) {
+        campaigns::add_contacts(&db, &campaign, chunk).await.unwrap();
+    }
+    let added = started.elapsed();
+    let (wake, _woken) = tokio::sync::mpsc::unbounded_channel();
+    let events = Events { directory: Arc::new(dialplane::webhooks::SubscriptionDirectory::default()), wake };
+    let store = SeaCampaignStore { db: db.clone(), events, workspace_max_concurrent: u32::MAX };
+    let plan = store.load(&campaign.id).await.unwrap().unwrap();
+    let schedule = planner::Schedule {
+        window: planner::CallingWindow {
+            start: chrono::NaiveTime::MIN,
+            end: chrono::NaiveTime::from_hms_opt(23, 59, 59).unwrap(),
+            ..Default::default()
+        },
+        ..plan.schedule.clone()
+    };
+    let started = Instant::now();
+    let mut admitted = 0;
+    loop {
+        let now = chrono::Utc::now();
+        let leased = store.lease(&campaign.id, 500, now).await.unwrap();
+        if leased.is_empty() {
+            break;
+        }
+        let phones: Vec<String> = leased.iter().map(|c| c.phone.clone()).collect();
+        let blocked = store.blocked(&plan, &phones).await.unwrap();
+        let updates: Vec<(i64, ContactUpdate)> = leased
+            .iter()
+            .map(|c| {
+                let tz: chrono_tz::Tz = c.timezone.parse().unwrap_or(chrono_tz::UTC);
+                let dnc = blocked.contains(&c.phone);
+                match planner::eligibility(&schedule, tz, c.next_attempt_at, dnc, now) {
+                    planner::Eligibility::Now => (c.id, ContactUpdate::Done { outcome: "completed".into() }),
+                    planner::Eligibility::Later(at) => (c.id, ContactUpdate::Later(at)),
+                    planner::Eligibility::Never(_) => (c.id, ContactUpdate::Never("expired".into())),
+                }
+            })
+            .collect();
+        admitted += updates.len();
+        store.update_contacts(&campaign.id, &updates).await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "[{name}] campaign admission: {contacts} contacts added in {:.1} s ({:.0}/s); {admitted} leased, checked and settled in {:.1} s = {:.0} contacts/s",
+        added.as_secs_f64(),
+        contacts as f64 / added.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        admitted as f64 / elapsed.as_secs_f64()
+    );
+    db.close().await.ok();
+}
+
 async fn run_store(
     name: &str,
     client: &reqwest::Client,
@@ -320,6 +399,9 @@ async fn run_store(
     let server = start_dialplane(client, &fresh(database_url, "d"), redis_url).await;
     webhook_delivery(name, client, &server, if quick { 2_000 } else { 10_000 }).await;
     stop(server).await;
+
+    // 4. Campaign admission over 100,000 contacts (the store side of the dialer).
+    campaign_admission(name, &fresh(database_url, "e"), if quick { 20_000 } else { 100_000 }).await;
 }
 
 /// A webhook receiver noting when each event (by its `evt_` id) arrived.
