@@ -65,11 +65,8 @@ fn describe() {
     describe_counter!(WEBHOOK_ENDPOINTS_DISABLED_TOTAL, "Webhook endpoints disabled after failing continuously.");
     describe_counter!(CAMPAIGN_ATTEMPTS_TOTAL, "Campaign calls placed, by campaign (its rate is the dial rate).");
     describe_counter!(CAMPAIGN_OUTCOMES_TOTAL, "Outcomes of campaign calls, by campaign and outcome.");
-    describe_gauge!(CAMPAIGN_LIVE_CALLS, "Calls in flight, by campaign (set when its status is read).");
-    describe_gauge!(
-        CAMPAIGN_CONTACTS_PENDING,
-        "Contacts waiting to be dialed, by campaign (set when its status is read)."
-    );
+    describe_gauge!(CAMPAIGN_LIVE_CALLS, "Calls in flight, by campaign.");
+    describe_gauge!(CAMPAIGN_CONTACTS_PENDING, "Contacts waiting to be dialed, by campaign.");
     describe_gauge!(WEBHOOK_OUTBOX_PENDING, "Messages waiting in the outbox, by subscription state.");
     describe_gauge!(
         WEBHOOK_OUTBOX_OLDEST_AGE_SECONDS,

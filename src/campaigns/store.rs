@@ -459,13 +459,26 @@ impl CampaignStore for SeaCampaignStore {
     }
 
     async fn in_flight(&self, campaign_id: &str) -> Result<u32, StoreError> {
-        let n = campaign_contact::Entity::find()
+        // One grouped count gives the tick its in-flight calls and keeps the campaign's gauges current.
+        let counts = campaign_contact::Entity::find()
+            .select_only()
+            .column_as(campaign_contact::Column::State, "key")
+            .column_as(campaign_contact::Column::Id.count(), "n")
             .filter(campaign_contact::Column::CampaignId.eq(campaign_id))
-            .filter(campaign_contact::Column::State.eq(DIALING))
-            .count(&self.db)
+            .filter(campaign_contact::Column::State.is_in([PENDING, DIALING]))
+            .group_by(campaign_contact::Column::State)
+            .into_model::<Count>()
+            .all(&self.db)
             .await
             .map_err(store_error)?;
-        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+        let of = |state: &str| counts.iter().find(|c| c.key.as_deref() == Some(state)).map_or(0, |c| c.n);
+        let (dialing, pending) = (of(DIALING), of(PENDING));
+        telemetry::campaign_gauges(
+            campaign_id,
+            u64::try_from(dialing).unwrap_or(0),
+            u64::try_from(pending).unwrap_or(0),
+        );
+        Ok(u32::try_from(dialing).unwrap_or(u32::MAX))
     }
 
     async fn lease(&self, campaign_id: &str, n: u32, now: DateTime<Utc>) -> Result<Vec<LeasedContact>, StoreError> {
