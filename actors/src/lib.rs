@@ -8,6 +8,7 @@
 
 pub mod call;
 pub mod campaign;
+pub mod keyed;
 pub mod ports;
 pub mod supervisor;
 pub mod webhook;

@@ -10,18 +10,8 @@ use warp::Filter;
 
 use crate::support::*;
 
-/// Sends a request with any method; returns the status and the JSON body.
 async fn send(server: &TestServer, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
-    let mut request = server.http.request(method.parse().unwrap(), server.url(path));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        request = request.header("content-type", "application/json").body(body.to_string());
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    server.send(method, path, token, body).await
 }
 
 /// Seed 001's create-agent example.

@@ -15,13 +15,7 @@ use dialplane::store::entities::{call, campaign_contact, sandbox_call};
 use crate::support::*;
 
 async fn send(server: &TestServer, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
-    let mut request = server.http.request(method.parse().unwrap(), server.url(path)).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.header("content-type", "application/json").body(body.to_string());
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    server.send(method, path, Some(token), body).await
 }
 
 /// Creates a campaign with `settings` and `phones` as inline contacts; returns its id.

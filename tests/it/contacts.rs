@@ -7,16 +7,7 @@ use serde_json::{Value, json};
 use crate::support::*;
 
 async fn send(server: &TestServer, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
-    let mut request = server.http.request(method.parse().unwrap(), server.url(path));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        request = request.header("content-type", "application/json").body(body.to_string());
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    server.send(method, path, token, body).await
 }
 
 /// Uploads `file` as the `file` part of a multipart form.

@@ -1,14 +1,14 @@
 //! The CampaignSupervisor: one [`CampaignActor`] per running or paused campaign. An actor that
 //! fails is started again after a pause, from the database; one that retires is forgotten.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
-use tracing::{error, warn};
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tracing::error;
 
 use super::actor::{CampaignActor, CampaignDeps, CampaignMessage, RETIRED};
+use crate::keyed::KeyedChildren;
 
 /// Pause before a failed campaign actor is started again.
 const RESTART_DELAY: Duration = Duration::from_secs(1);
@@ -23,8 +23,7 @@ pub enum CampaignSupervisorMessage {
 /// State of the CampaignSupervisor.
 pub struct CampaignSupervisorState {
     deps: Arc<CampaignDeps>,
-    actors: HashMap<String, ActorRef<CampaignMessage>>,
-    ids: HashMap<ActorId, String>,
+    children: KeyedChildren<CampaignMessage>,
 }
 
 /// Starts and watches campaign actors.
@@ -44,7 +43,7 @@ impl Actor for CampaignSupervisor {
         for id in active {
             myself.send_message(CampaignSupervisorMessage::Ensure(id))?;
         }
-        Ok(CampaignSupervisorState { deps, actors: HashMap::new(), ids: HashMap::new() })
+        Ok(CampaignSupervisorState { deps, children: KeyedChildren::new("campaign", RETIRED) })
     }
 
     async fn handle(
@@ -54,14 +53,11 @@ impl Actor for CampaignSupervisor {
         s: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let CampaignSupervisorMessage::Ensure(id) = message;
-        if s.actors.contains_key(&id) {
+        if s.children.get(&id).is_some() {
             return Ok(());
         }
         match Actor::spawn_linked(None, CampaignActor, (id.clone(), s.deps.clone()), myself.get_cell()).await {
-            Ok((actor, _)) => {
-                s.ids.insert(actor.get_id(), id.clone());
-                s.actors.insert(id, actor);
-            }
+            Ok((actor, _)) => s.children.insert(id, actor),
             Err(e) => error!(campaign.id = %id, error = %e, "campaign actor did not start"),
         }
         Ok(())
@@ -73,23 +69,9 @@ impl Actor for CampaignSupervisor {
         event: SupervisionEvent,
         s: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        match event {
-            SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                if let Some(id) = s.ids.remove(&cell.get_id()) {
-                    s.actors.remove(&id);
-                    if reason.as_deref() != Some(RETIRED) {
-                        warn!(campaign.id = %id, reason = ?reason, "campaign actor stopped");
-                    }
-                }
-            }
-            SupervisionEvent::ActorFailed(cell, err) => {
-                if let Some(id) = s.ids.remove(&cell.get_id()) {
-                    s.actors.remove(&id);
-                    error!(campaign.id = %id, error = %err, "campaign actor failed; restarting it from the database");
-                    myself.send_after(RESTART_DELAY, move || CampaignSupervisorMessage::Ensure(id));
-                }
-            }
-            _ => {}
+        if let Some(id) = s.children.on_event(event) {
+            // After a pause, from the database, so a failure that repeats cannot spin.
+            myself.send_after(RESTART_DELAY, move || CampaignSupervisorMessage::Ensure(id));
         }
         Ok(())
     }

@@ -2,12 +2,13 @@
 //! actor that fails is restarted (its state is all in the outbox, so nothing is lost); one that
 //! retires (its subscription was disabled or deleted) is forgotten.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
-use tracing::{error, warn};
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tracing::error;
+
+use crate::keyed::KeyedChildren;
 
 use super::actor::{RETIRED, WebhookDeps, WebhookMessage, WebhookSubscriptionActor};
 
@@ -25,8 +26,7 @@ pub enum WebhookSupervisorMessage {
 /// State of the WebhookSupervisor.
 pub struct WebhookSupervisorState {
     deps: Arc<WebhookDeps>,
-    actors: HashMap<String, ActorRef<WebhookMessage>>,
-    ids: HashMap<ActorId, String>,
+    children: KeyedChildren<WebhookMessage>,
 }
 
 /// Starts and watches subscription actors.
@@ -36,10 +36,7 @@ impl WebhookSupervisor {
     async fn start_child(myself: &ActorRef<WebhookSupervisorMessage>, s: &mut WebhookSupervisorState, id: String) {
         match Actor::spawn_linked(None, WebhookSubscriptionActor, (id.clone(), s.deps.clone()), myself.get_cell()).await
         {
-            Ok((actor, _)) => {
-                s.ids.insert(actor.get_id(), id.clone());
-                s.actors.insert(id, actor);
-            }
+            Ok((actor, _)) => s.children.insert(id, actor),
             Err(e) => error!(subscription.id = %id, error = %e, "webhook subscription actor did not start"),
         }
     }
@@ -59,7 +56,7 @@ impl Actor for WebhookSupervisor {
         for id in enabled {
             myself.send_message(WebhookSupervisorMessage::Ensure(id))?;
         }
-        Ok(WebhookSupervisorState { deps, actors: HashMap::new(), ids: HashMap::new() })
+        Ok(WebhookSupervisorState { deps, children: KeyedChildren::new("webhook subscription", RETIRED) })
     }
 
     async fn handle(
@@ -69,7 +66,7 @@ impl Actor for WebhookSupervisor {
         s: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            WebhookSupervisorMessage::Ensure(id) => match s.actors.get(&id) {
+            WebhookSupervisorMessage::Ensure(id) => match s.children.get(&id) {
                 Some(actor) => {
                     let _ = actor.send_message(WebhookMessage::Reload);
                 }
@@ -77,7 +74,7 @@ impl Actor for WebhookSupervisor {
             },
             WebhookSupervisorMessage::Wake(ids) => {
                 for id in ids {
-                    if let Some(actor) = s.actors.get(&id) {
+                    if let Some(actor) = s.children.get(&id) {
                         let _ = actor.send_message(WebhookMessage::Wake);
                     }
                 }
@@ -92,24 +89,9 @@ impl Actor for WebhookSupervisor {
         event: SupervisionEvent,
         s: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        match event {
-            SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                if let Some(id) = s.ids.remove(&cell.get_id()) {
-                    s.actors.remove(&id);
-                    if reason.as_deref() != Some(RETIRED) {
-                        warn!(subscription.id = %id, reason = ?reason, "webhook subscription actor stopped");
-                    }
-                }
-            }
-            SupervisionEvent::ActorFailed(cell, err) => {
-                if let Some(id) = s.ids.remove(&cell.get_id()) {
-                    s.actors.remove(&id);
-                    error!(subscription.id = %id, error = %err, "webhook subscription actor failed; restarting it");
-                    // After a pause, so a failure that repeats cannot spin.
-                    myself.send_after(RESTART_DELAY, move || WebhookSupervisorMessage::Ensure(id));
-                }
-            }
-            _ => {}
+        if let Some(id) = s.children.on_event(event) {
+            // After a pause, so a failure that repeats cannot spin.
+            myself.send_after(RESTART_DELAY, move || WebhookSupervisorMessage::Ensure(id));
         }
         Ok(())
     }
