@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dialplane_actors::ports::{CampaignPlan, CampaignStore, ContactUpdate, FinishedAttempt, LeasedContact, StoreError};
-use sea_orm::sea_query::{Expr, Query};
+use sea_orm::sea_query::{Expr, OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult,
     IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
@@ -197,57 +197,54 @@ pub struct CampaignContactIn {
     pub variables: serde_json::Map<String, Value>,
 }
 
-/// Adds contacts to a campaign; a number already in it is skipped. Returns how many were added.
+/// Adds contacts to a campaign; a number already in it is skipped (`ON CONFLICT DO NOTHING` on
+/// the campaign's unique phone index, which stays fast however large the campaign grows). Returns
+/// how many were added.
 pub async fn add_contacts(
     db: &DatabaseConnection,
     row: &campaign::Model,
     contacts: &[CampaignContactIn],
 ) -> Result<usize, DbErr> {
-    let txn = crate::store::begin_write(db).await?;
-    let mut known: HashSet<String> = HashSet::new();
-    for chunk in contacts.chunks(500) {
-        let phones = campaign_contact::Entity::find()
-            .select_only()
-            .column(campaign_contact::Column::Phone)
-            .filter(campaign_contact::Column::CampaignId.eq(row.id.as_str()))
-            .filter(campaign_contact::Column::Phone.is_in(chunk.iter().map(|c| c.phone.clone())))
-            .into_tuple::<String>()
-            .all(&txn)
-            .await?;
-        known.extend(phones);
-    }
     let now = Utc::now();
-    let mut fresh = Vec::new();
-    for c in contacts {
-        if !known.insert(c.phone.clone()) {
-            continue;
-        }
-        let timezone = c
-            .timezone
-            .clone()
-            .or_else(|| crate::contacts::phone::timezone_of(&c.phone).map(|tz| tz.name().to_string()))
-            .unwrap_or_else(|| "UTC".to_string());
-        fresh.push(campaign_contact::ActiveModel {
-            campaign_id: Set(row.id.clone()),
-            workspace_id: Set(row.workspace_id.clone()),
-            contact_id: Set(c.contact_id.clone()),
-            phone: Set(c.phone.clone()),
-            name: Set(c.name.clone()),
-            timezone: Set(timezone),
-            variables: Set(Value::Object(c.variables.clone()).to_string()),
-            state: Set(PENDING.to_string()),
-            attempts: Set(0),
-            next_attempt_at: Set(now),
-            call_id: Set(None),
-            last_outcome: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-            ..Default::default()
-        });
-    }
-    let added = fresh.len();
-    for batch in fresh.chunks(200) {
-        campaign_contact::Entity::insert_many(batch.to_vec()).exec(&txn).await?;
+    let txn = crate::store::begin_write(db).await?;
+    let mut added = 0;
+    for batch in contacts.chunks(200) {
+        let rows: Vec<campaign_contact::ActiveModel> = batch
+            .iter()
+            .map(|c| {
+                let timezone = c
+                    .timezone
+                    .clone()
+                    .or_else(|| crate::contacts::phone::timezone_of(&c.phone).map(|tz| tz.name().to_string()))
+                    .unwrap_or_else(|| "UTC".to_string());
+                campaign_contact::ActiveModel {
+                    campaign_id: Set(row.id.clone()),
+                    workspace_id: Set(row.workspace_id.clone()),
+                    contact_id: Set(c.contact_id.clone()),
+                    phone: Set(c.phone.clone()),
+                    name: Set(c.name.clone()),
+                    timezone: Set(timezone),
+                    variables: Set(Value::Object(c.variables.clone()).to_string()),
+                    state: Set(PENDING.to_string()),
+                    attempts: Set(0),
+                    next_attempt_at: Set(now),
+                    call_id: Set(None),
+                    last_outcome: Set(None),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        let inserted = campaign_contact::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([campaign_contact::Column::CampaignId, campaign_contact::Column::Phone])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+        added += usize::try_from(inserted).unwrap_or(0);
     }
     txn.commit().await?;
     Ok(added)

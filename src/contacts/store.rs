@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::Utc;
-use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
@@ -81,46 +81,44 @@ pub async fn upsert_many(
     }
     let txn = crate::store::begin_write(db).await?;
     let now = Utc::now();
-    let mut existing: HashMap<String, contact::Model> = HashMap::new();
-    for phones in merged_input.chunks(500) {
-        let rows = contact::Entity::find()
-            .filter(contact::Column::WorkspaceId.eq(workspace_id))
-            .filter(contact::Column::Phone.is_in(phones.iter().map(|c| c.phone.clone())))
-            .all(&txn)
+    // Insert what is new; a number already in the workspace is left alone by the insert
+    // (`ON CONFLICT DO NOTHING` on the unique index) and merged below, looked up by its exact
+    // phone. A large `IN (…)` look-up instead degrades into scans on PostgreSQL as the book grows.
+    let mut inserted: HashSet<String> = HashSet::new();
+    for batch in merged_input.chunks(200) {
+        let rows: Vec<contact::ActiveModel> = batch
+            .iter()
+            .map(|c| contact::ActiveModel {
+                id: Set(ids::new_id("con")),
+                workspace_id: Set(workspace_id.to_string()),
+                phone: Set(c.phone.clone()),
+                name: Set(c.name.clone()),
+                timezone: Set(c.timezone.clone()),
+                variables: Set(Value::Object(c.variables.clone()).to_string()),
+                created_at: Set(now),
+                updated_at: Set(now),
+            })
+            .collect();
+        let created = contact::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([contact::Column::WorkspaceId, contact::Column::Phone]).do_nothing().to_owned(),
+            )
+            .exec_with_returning(&txn)
             .await?;
-        existing.extend(rows.into_iter().map(|r| (r.phone.clone(), r)));
+        inserted.extend(created.into_iter().map(|row| row.phone));
     }
-    let mut fresh = Vec::new();
-    for c in &merged_input {
-        match existing.remove(&c.phone) {
-            Some(mut row) => {
-                let mut variables = variables_of(&row);
-                variables.extend(c.variables.clone());
-                row.variables = Value::Object(variables).to_string();
-                row.name = c.name.clone().or(row.name);
-                row.timezone = c.timezone.clone().or(row.timezone);
-                row.updated_at = now;
-                row.into_active_model().reset_all().update(&txn).await?;
-                result.merged += 1;
-            }
-            None => {
-                fresh.push(contact::ActiveModel {
-                    id: Set(ids::new_id("con")),
-                    workspace_id: Set(workspace_id.to_string()),
-                    phone: Set(c.phone.clone()),
-                    name: Set(c.name.clone()),
-                    timezone: Set(c.timezone.clone()),
-                    variables: Set(Value::Object(c.variables.clone()).to_string()),
-                    created_at: Set(now),
-                    updated_at: Set(now),
-                });
-                result.created += 1;
-            }
-        }
+    for c in merged_input.iter().filter(|c| !inserted.contains(&c.phone)) {
+        let Some(mut row) = find_by_phone(&txn, workspace_id, &c.phone).await? else { continue };
+        let mut variables = variables_of(&row);
+        variables.extend(c.variables.clone());
+        row.variables = Value::Object(variables).to_string();
+        row.name = c.name.clone().or(row.name);
+        row.timezone = c.timezone.clone().or(row.timezone);
+        row.updated_at = now;
+        row.into_active_model().reset_all().update(&txn).await?;
+        result.merged += 1;
     }
-    for batch in fresh.chunks(200) {
-        contact::Entity::insert_many(batch.to_vec()).exec(&txn).await?;
-    }
+    result.created += inserted.len();
     txn.commit().await?;
     Ok(result)
 }
@@ -217,33 +215,33 @@ pub async fn add_dnc(
     reason: Option<&str>,
 ) -> Result<usize, DbErr> {
     let txn = crate::store::begin_write(db).await?;
-    let mut known: HashSet<String> = HashSet::new();
-    for chunk in phones.chunks(500) {
-        let rows = dnc_entry::Entity::find()
-            .filter(dnc_entry::Column::WorkspaceId.eq(workspace_id))
-            .filter(dnc_entry::Column::CampaignId.eq(campaign_id))
-            .filter(dnc_entry::Column::Phone.is_in(chunk.iter().cloned()))
-            .all(&txn)
-            .await?;
-        known.extend(rows.into_iter().map(|r| r.phone));
-    }
     let now = Utc::now();
-    let mut fresh = Vec::new();
-    for phone in phones {
-        if known.insert(phone.clone()) {
-            fresh.push(dnc_entry::ActiveModel {
+    let mut added = 0;
+    for batch in phones.chunks(200) {
+        let rows: Vec<dnc_entry::ActiveModel> = batch
+            .iter()
+            .map(|phone| dnc_entry::ActiveModel {
                 workspace_id: Set(workspace_id.to_string()),
                 campaign_id: Set(campaign_id.to_string()),
                 phone: Set(phone.clone()),
                 reason: Set(reason.map(str::to_string)),
                 created_at: Set(now),
                 ..Default::default()
-            });
-        }
-    }
-    let added = fresh.len();
-    for batch in fresh.chunks(200) {
-        dnc_entry::Entity::insert_many(batch.to_vec()).exec(&txn).await?;
+            })
+            .collect();
+        let inserted = dnc_entry::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([
+                    dnc_entry::Column::WorkspaceId,
+                    dnc_entry::Column::CampaignId,
+                    dnc_entry::Column::Phone,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+        added += usize::try_from(inserted).unwrap_or(0);
     }
     txn.commit().await?;
     Ok(added)
