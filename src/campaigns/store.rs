@@ -574,13 +574,27 @@ impl CampaignStore for SeaCampaignStore {
 }
 
 /// Returns the campaigns whose actors should run: running and paused ones, and stopped ones with
-/// calls still in flight.
+/// calls still in flight (their outcomes must still be recorded).
 pub async fn active(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
-    campaign::Entity::find()
+    let mut ids: Vec<String> = campaign::Entity::find()
         .select_only()
         .column(campaign::Column::Id)
-        .filter(campaign::Column::State.is_in(["running", "paused", "stopped"]))
+        .filter(campaign::Column::State.is_in(["running", "paused"]))
         .into_tuple::<String>()
         .all(db)
-        .await
+        .await?;
+    let dialing: Vec<String> = campaign_contact::Entity::find()
+        .select_only()
+        .column(campaign_contact::Column::CampaignId)
+        .filter(campaign_contact::Column::State.eq(DIALING))
+        .distinct()
+        .into_tuple::<String>()
+        .all(db)
+        .await?;
+    for id in dialing {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
 }
