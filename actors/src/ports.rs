@@ -301,10 +301,25 @@ pub trait CampaignStore: Send + Sync + 'static {
     async fn complete_if_done(&self, campaign_id: &str, now: Timestamp) -> Result<bool, StoreError>;
 }
 
+/// Why a campaign call could not be created.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct LaunchError {
+    pub message: String,
+    /// Trying again will not help (the agent is gone, the campaign was deleted): the contact is
+    /// given up instead of retried.
+    pub permanent: bool,
+}
+
 /// Creates the call of a campaign contact's attempt.
 #[async_trait]
 pub trait CallLauncher: Send + Sync + 'static {
     /// Creates (or, for an attempt already launched, finds) the call; idempotent per
     /// `(contact, attempt)`. Returns the call id.
-    async fn launch(&self, campaign: &CampaignPlan, contact: &LeasedContact, attempt: u32) -> Result<String, String>;
+    async fn launch(
+        &self,
+        campaign: &CampaignPlan,
+        contact: &LeasedContact,
+        attempt: u32,
+    ) -> Result<String, LaunchError>;
 }

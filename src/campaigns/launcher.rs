@@ -1,14 +1,14 @@
 //! [`CampaignCallLauncher`], the campaign actors' `CallLauncher` port: creates the call of a
 //! contact's attempt through the group-commit writer with the idempotency key
-//! `campaign:{contact}:{attempt}` (so an attempt launched before a crash finds its call instead of
-//! dialing again), then starts its call actor.
+//! `campaign contact {contact} attempt {attempt}` (so an attempt launched before a crash finds its
+//! call instead of dialing again), then starts its call actor.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::Utc;
 use dialplane_actors::fsm::CallState;
-use dialplane_actors::ports::{CallLauncher, CampaignPlan, LeasedContact};
+use dialplane_actors::ports::{CallLauncher, CampaignPlan, LaunchError, LeasedContact};
 use dialplane_actors::{CallRecord, CallSupervisorHandle, CallType};
 use sea_orm::{DatabaseConnection, EntityTrait};
 use serde_json::{Value, json};
@@ -28,11 +28,13 @@ pub struct CampaignCallLauncher {
 
 #[async_trait]
 impl CallLauncher for CampaignCallLauncher {
-    async fn launch(&self, plan: &CampaignPlan, contact: &LeasedContact, attempt: u32) -> Result<String, String> {
-        let row = campaign::Entity::find_by_id(plan.id.clone()).one(&self.db).await.map_err(|e| e.to_string())?;
-        let row = row.ok_or("the campaign was deleted")?;
+    async fn launch(&self, plan: &CampaignPlan, contact: &LeasedContact, attempt: u32) -> Result<String, LaunchError> {
+        let transient = |e: sea_orm::DbErr| LaunchError { message: e.to_string(), permanent: false };
+        let permanent = |message: String| LaunchError { message, permanent: true };
+        let row = campaign::Entity::find_by_id(plan.id.clone()).one(&self.db).await.map_err(transient)?;
+        let row = row.ok_or_else(|| permanent("the campaign was deleted".to_string()))?;
         let settings = settings_of(&row);
-        let stored = campaign_contact::Entity::find_by_id(contact.id).one(&self.db).await.map_err(|e| e.to_string())?;
+        let stored = campaign_contact::Entity::find_by_id(contact.id).one(&self.db).await.map_err(transient)?;
         let variables: Value =
             stored.and_then(|c| serde_json::from_str(&c.variables).ok()).unwrap_or_else(|| json!({}));
         let (call_type, agent_config) = if settings.is_agent() {
@@ -43,7 +45,10 @@ impl CallLauncher for CampaignCallLauncher {
                 &json!({ "metadata": variables }),
             )
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| LaunchError {
+                permanent: !matches!(e, crate::error::ApiError::Unavailable(_) | crate::error::ApiError::Internal(_)),
+                message: e.to_string(),
+            })?;
             (CallType::AgentTelephony, config)
         } else {
             (CallType::ClickToCall, json!({}))
@@ -67,7 +72,8 @@ impl CallLauncher for CampaignCallLauncher {
         let state = CallState::new(call_type, record.transcript_enabled, Utc::now());
         let mut call_row = calls::new_row(&record, settings.callback_url.clone(), &state);
         call_row.campaign_id = Some(row.id.clone());
-        let key = format!("campaign:{}:{attempt}", contact.id);
+        // Spaces keep it apart from every client's Idempotency-Key (visible characters only).
+        let key = format!("campaign contact {} attempt {attempt}", contact.id);
         let idempotency = IdempotentRequest {
             request_hash: key.clone(),
             key,
@@ -84,8 +90,8 @@ impl CallLauncher for CampaignCallLauncher {
                 Ok(call_id)
             }
             Ok(WriteOutcome::Created(Creation::Replay { call_id, .. })) => Ok(call_id),
-            Ok(WriteOutcome::Created(Creation::KeyReused)) => Err("idempotency key reused".to_string()),
-            Err(e) => Err(e.to_string()),
+            Ok(WriteOutcome::Created(Creation::KeyReused)) => Err(permanent("idempotency key reused".to_string())),
+            Err(e) => Err(transient(e)),
         }
     }
 }

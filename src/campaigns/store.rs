@@ -109,17 +109,26 @@ pub async fn list(
     Ok((rows, total))
 }
 
-/// Saves a campaign's name and settings.
+/// Saves a campaign's name and settings, and only those: a state change made meanwhile (pause,
+/// stop, completion) is never written back over. Returns `None` when the campaign finished meanwhile.
 pub async fn update(
     db: &DatabaseConnection,
-    mut row: campaign::Model,
+    row: &campaign::Model,
     name: String,
     settings: &Settings,
-) -> Result<campaign::Model, DbErr> {
-    row.name = name;
-    row.settings = serde_json::to_string(settings).expect("settings serialize");
-    row.updated_at = Utc::now();
-    row.into_active_model().reset_all().update(db).await
+) -> Result<Option<campaign::Model>, DbErr> {
+    let result = campaign::Entity::update_many()
+        .filter(campaign::Column::Id.eq(row.id.as_str()))
+        .filter(campaign::Column::State.is_not_in(["completed", "stopped"]))
+        .col_expr(campaign::Column::Name, Expr::value(name))
+        .col_expr(campaign::Column::Settings, Expr::value(serde_json::to_string(settings).expect("settings serialize")))
+        .col_expr(campaign::Column::UpdatedAt, Expr::value(Utc::now()))
+        .exec(db)
+        .await?;
+    if result.rows_affected == 0 {
+        return Ok(None);
+    }
+    campaign::Entity::find_by_id(row.id.clone()).one(db).await
 }
 
 /// Deletes a campaign and its contacts (its calls stay, as call history).
@@ -421,6 +430,13 @@ impl CampaignStore for SeaCampaignStore {
     async fn update_contacts(&self, campaign_id: &str, updates: &[(i64, ContactUpdate)]) -> Result<(), StoreError> {
         let txn = crate::store::begin_write(&self.db).await.map_err(store_error)?;
         let now = Utc::now();
+        // In a stopped campaign nothing is due again: what would wait is canceled.
+        let stopped = campaign::Entity::find_by_id(campaign_id.to_string())
+            .one(&txn)
+            .await
+            .map_err(store_error)?
+            .is_none_or(|row| row.state == "stopped");
+        let waiting = if stopped { CANCELED } else { PENDING };
         for (id, update) in updates {
             let change = campaign_contact::Entity::update_many()
                 .filter(campaign_contact::Column::Id.eq(*id))
@@ -431,7 +447,7 @@ impl CampaignStore for SeaCampaignStore {
                     telemetry::campaign_outcome(campaign_id, outcome);
                     change
                         .filter(campaign_contact::Column::State.eq(DIALING))
-                        .col_expr(campaign_contact::Column::State, Expr::value(PENDING))
+                        .col_expr(campaign_contact::Column::State, Expr::value(waiting))
                         .col_expr(campaign_contact::Column::NextAttemptAt, Expr::value(*at))
                         .col_expr(campaign_contact::Column::LastOutcome, Expr::value(outcome.clone()))
                 }
@@ -444,7 +460,7 @@ impl CampaignStore for SeaCampaignStore {
                 }
                 ContactUpdate::Later(at) => change
                     .filter(campaign_contact::Column::State.eq(DIALING))
-                    .col_expr(campaign_contact::Column::State, Expr::value(PENDING))
+                    .col_expr(campaign_contact::Column::State, Expr::value(waiting))
                     .col_expr(campaign_contact::Column::NextAttemptAt, Expr::value(*at)),
                 ContactUpdate::Never(reason) => change
                     .filter(campaign_contact::Column::State.eq(DIALING))

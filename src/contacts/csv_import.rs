@@ -18,7 +18,7 @@ pub struct ImportedContact {
     pub row: usize,
     pub phone: String,
     pub name: Option<String>,
-    /// An IANA timezone name: the row's own, or inferred from the number.
+    /// The row's own IANA timezone, if it gives one.
     pub timezone: Option<String>,
     pub variables: Map<String, Value>,
 }
@@ -64,6 +64,8 @@ pub struct CsvImporter {
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// Longest row accepted, so one malformed row cannot take all memory.
 const MAX_ROW_BYTES: usize = 64 * 1024;
+/// Most columns a row may have (empty fields take no bytes, so bytes alone do not bound a row).
+const MAX_FIELDS: usize = 1024;
 
 impl CsvImporter {
     /// Starts an import whose national numbers belong to `default_country` (an ISO code).
@@ -135,7 +137,12 @@ impl CsvImporter {
                     }
                     self.output.resize(self.output.len() * 2, 0);
                 }
-                ReadRecordResult::OutputEndsFull => self.ends.resize(self.ends.len() * 2, 0),
+                ReadRecordResult::OutputEndsFull => {
+                    if self.ends.len() >= MAX_FIELDS {
+                        return Err(format!("row {} has more than {MAX_FIELDS} columns", self.rows + 1));
+                    }
+                    self.ends.resize(self.ends.len() * 2, 0)
+                }
                 ReadRecordResult::Record => {
                     self.record(out)?;
                     self.used = 0;
@@ -206,7 +213,9 @@ impl CsvImporter {
                 Ok(tz) => Some(tz.name().to_string()),
                 Err(_) => return RowOutcome::Rejected { row, reason: format!("unknown timezone {name:?}") },
             },
-            None => phone::timezone_of(&phone).map(|tz| tz.name().to_string()),
+            // Inferred from the number only when the contact is created, so a re-import never
+            // replaces a timezone someone set.
+            None => None,
         };
         let name = columns.name.map(|i| values[i].clone()).filter(|n| !n.is_empty());
         let variables = columns
@@ -274,11 +283,11 @@ mod tests {
             let phones: Vec<&str> = accepted.iter().map(|c| c.phone.as_str()).collect();
             assert_eq!(phones, ["+919876543210", "+14155550100", "+6591234567", "+61212345678"], "chunk {chunk}");
             assert_eq!(accepted[0].name.as_deref(), Some("Rahul"));
-            assert_eq!(accepted[0].timezone.as_deref(), Some("Asia/Kolkata"), "inferred from +91");
+            assert_eq!(accepted[0].timezone, None, "left to the store to infer on creation");
             assert_eq!(accepted[0].variables["City"], "Mumbai");
             assert_eq!(accepted[1].name.as_deref(), Some("Smith, Jane"));
             assert_eq!(accepted[1].variables["City"], "San \"Fran\"");
-            assert_eq!(accepted[1].timezone.as_deref(), Some("America/Los_Angeles"));
+            assert_eq!(accepted[2].timezone.as_deref(), Some("Asia/Singapore"), "a given timezone is kept");
             let rejected: Vec<(usize, &str)> = out
                 .iter()
                 .filter_map(|o| {
@@ -292,6 +301,15 @@ mod tests {
             assert_eq!(rejected[2], (7, "expected 4 columns, found 5"));
             assert!(matches!(&out[3], RowOutcome::Merged(c) if c.row == 4 && c.phone == "+919876543210"));
         }
+    }
+
+    #[test]
+    fn a_row_of_endless_empty_fields_is_refused() {
+        let mut importer = CsvImporter::new("IN");
+        let mut out = Vec::new();
+        importer.feed(b"phone\n", &mut out).unwrap();
+        let error = importer.feed(&vec![b','; 100_000], &mut out).unwrap_err();
+        assert!(error.contains("columns"), "{error}");
     }
 
     #[test]

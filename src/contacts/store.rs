@@ -93,7 +93,7 @@ pub async fn upsert_many(
                 workspace_id: Set(workspace_id.to_string()),
                 phone: Set(c.phone.clone()),
                 name: Set(c.name.clone()),
-                timezone: Set(c.timezone.clone()),
+                timezone: Set(timezone_for(c)),
                 variables: Set(Value::Object(c.variables.clone()).to_string()),
                 created_at: Set(now),
                 updated_at: Set(now),
@@ -123,6 +123,12 @@ pub async fn upsert_many(
     Ok(result)
 }
 
+/// The timezone a new contact is stored with: its own, or the one its number points to. Only at
+/// creation: merging never replaces a timezone with a guess.
+fn timezone_for(contact: &NewContact) -> Option<String> {
+    contact.timezone.clone().or_else(|| super::phone::timezone_of(&contact.phone).map(|tz| tz.name().to_string()))
+}
+
 fn merge_into(target: &mut NewContact, later: &NewContact) {
     if later.name.is_some() {
         target.name = later.name.clone();
@@ -146,9 +152,9 @@ pub async fn create(
     let row = contact::ActiveModel {
         id: Set(ids::new_id("con")),
         workspace_id: Set(workspace_id.to_string()),
+        timezone: Set(timezone_for(&new)),
         phone: Set(new.phone),
         name: Set(new.name),
-        timezone: Set(new.timezone),
         variables: Set(Value::Object(new.variables).to_string()),
         created_at: Set(now),
         updated_at: Set(now),

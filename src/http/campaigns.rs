@@ -106,7 +106,9 @@ pub async fn update(
     let name = name_of(&object, Some(&row.name)).map_err(ApiError::BadRequest)?;
     let settings = settings::read(&object, &campaigns::settings_of(&row), app.config.allow_private_callbacks)
         .map_err(|problems| ApiError::BadRequest(problems.join("; ")))?;
-    let row = campaigns::update(&app.db, row, name, &settings).await?;
+    let row = campaigns::update(&app.db, &row, name, &settings)
+        .await?
+        .ok_or_else(|| ApiError::Conflict("Campaign finished meanwhile; it can no longer change".to_string()))?;
     Ok(json_response(StatusCode::OK, &view(&row)))
 }
 

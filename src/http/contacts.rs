@@ -95,7 +95,7 @@ fn contact_input(
         }
     };
     let timezone = match object.get("timezone") {
-        None | Some(Value::Null) => base.and_then(|row| row.timezone.clone()).filter(|_| object.get("phone").is_none()),
+        None | Some(Value::Null) => base.and_then(|row| row.timezone.clone()),
         Some(Value::String(tz)) => match tz.parse::<chrono_tz::Tz>() {
             Ok(tz) => Some(tz.name().to_string()),
             Err(_) => {
@@ -108,7 +108,6 @@ fn contact_input(
             None
         }
     };
-    let timezone = timezone.or_else(|| phone::timezone_of(&phone).map(|tz| tz.name().to_string()));
     let key = if object.contains_key("metadata") { "metadata" } else { "variables" };
     let variables = match object.get(key) {
         None | Some(Value::Null) => base.and_then(|row| serde_json::from_str(&row.variables).ok()).unwrap_or_default(),

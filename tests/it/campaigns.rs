@@ -386,3 +386,24 @@ async fn a_campaign_past_its_end_expires_what_is_left_and_completes() {
     assert_eq!(stats["attempts"], 0);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_whose_calls_can_never_be_created_are_given_up_and_the_campaign_completes() {
+    let server = TestServer::start().await;
+    let token = server.token().await;
+    let agent_id = server.create_agent(&token, "Short-lived").await;
+    let settings =
+        json!({ "agent_number": agent_id, "caller_ids": [], "calling_window": { "start": "00:00", "end": "23:59" } });
+    let contacts = vec![
+        json!({ "phone": "+919600001111", "timezone": "UTC" }),
+        json!({ "phone": "+919600002222", "timezone": "UTC" }),
+    ];
+    let id = campaign_with(&server, &token, settings, contacts).await;
+    assert_eq!(send(&server, "DELETE", &format!("/api/agents/{agent_id}"), &token, None).await.0, 200);
+    send(&server, "POST", &format!("/v1/campaigns/{id}/launch"), &token, None).await;
+    wait_for_state(&server, &token, &id, "completed", Duration::from_secs(20)).await;
+    let (_, stats) = send(&server, "GET", &format!("/v1/campaigns/{id}/stats"), &token, None).await;
+    assert_eq!(stats["contacts"], json!({ "failed": 2 }), "{stats}");
+    assert_eq!(stats["attempts"], 0);
+    server.stop().await;
+}

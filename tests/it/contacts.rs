@@ -124,6 +124,9 @@ async fn contacts_are_created_listed_changed_and_deleted_with_clear_errors() {
         (Some(5), Some(4), Some(2), Some(2))
     );
     assert_eq!(report["rejected"][0]["index"], 2);
+    let (_, denver) = send(&server, "GET", "/v1/contacts?search=4155550100", Some(&token), None).await;
+    assert_eq!(denver["items"][0]["timezone"], "America/Denver", "a merge never replaces a set timezone with a guess");
+    assert_eq!(denver["items"][0]["name"], "Already here");
     let (_, merged) = send(&server, "GET", "/v1/contacts?search=9000000001", Some(&token), None).await;
     assert_eq!(
         (merged["items"][0]["name"].as_str(), merged["items"][0]["metadata"]["plan"].as_str()),

@@ -41,6 +41,8 @@ pub struct CampaignActorState {
     campaign_id: String,
     deps: Arc<CampaignDeps>,
     limiter: RateLimiter,
+    /// A tick failed part way: contacts it leased but did not launch must be released first.
+    needs_recovery: bool,
 }
 
 /// One actor per active campaign.
@@ -56,11 +58,12 @@ impl Actor for CampaignActor {
         myself: ActorRef<Self::Msg>,
         (campaign_id, deps): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        if let Err(e) = deps.store.recover(&campaign_id).await {
-            warn!(campaign.id = %campaign_id, error = %e, "campaign could not be recovered; retrying on the next tick");
+        let needs_recovery = deps.store.recover(&campaign_id).await.is_err();
+        if needs_recovery {
+            warn!(campaign.id = %campaign_id, "campaign could not be recovered; retrying on the next tick");
         }
         myself.send_interval(deps.tick_interval, || CampaignMessage::Tick);
-        Ok(CampaignActorState { campaign_id, deps, limiter: RateLimiter::default() })
+        Ok(CampaignActorState { campaign_id, deps, limiter: RateLimiter::default(), needs_recovery })
     }
 
     async fn handle(
@@ -69,10 +72,23 @@ impl Actor for CampaignActor {
         _message: Self::Msg,
         s: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        if s.needs_recovery {
+            match s.deps.store.recover(&s.campaign_id).await {
+                Ok(()) => s.needs_recovery = false,
+                Err(e) => {
+                    warn!(campaign.id = %s.campaign_id, error = %e, "campaign could not be recovered; retrying");
+                    return Ok(());
+                }
+            }
+        }
         match tick(s).await {
             Ok(true) => {}
             Ok(false) => myself.stop(Some(RETIRED.to_string())),
-            Err(e) => warn!(campaign.id = %s.campaign_id, error = %e, "campaign tick failed; retrying"),
+            Err(e) => {
+                // Contacts this tick leased and did not launch go back to pending before anything else.
+                s.needs_recovery = true;
+                warn!(campaign.id = %s.campaign_id, error = %e, "campaign tick failed; retrying");
+            }
         }
         Ok(())
     }
@@ -124,8 +140,12 @@ async fn tick(s: &mut CampaignActorState) -> Result<bool, StoreError> {
                         deps.store.launched(contact.id, attempt, &call_id).await?;
                         launched += 1;
                     }
+                    Err(e) if e.permanent => {
+                        warn!(campaign.id = %plan.id, contact.id = contact.id, error = %e, "campaign call cannot be launched; contact given up");
+                        updates.push((contact.id, ContactUpdate::Never("failed".to_string())));
+                    }
                     Err(e) => {
-                        warn!(campaign.id = %plan.id, contact.id = contact.id, error = %e, "campaign call could not be launched");
+                        warn!(campaign.id = %plan.id, contact.id = contact.id, error = %e, "campaign call could not be launched; retrying");
                         updates.push((contact.id, ContactUpdate::Later(now + LAUNCH_RETRY)));
                     }
                 }
