@@ -147,6 +147,21 @@ impl MigrationTrait for Migration {
     }
 }
 
+/// Creates a unique index.
+pub(crate) async fn unique_index<T: IntoIden + Copy + 'static, C: IntoIden + Copy + 'static>(
+    manager: &SchemaManager<'_>,
+    name: &str,
+    table: T,
+    cols: &[C],
+) -> Result<(), DbErr> {
+    let mut statement = Index::create();
+    statement.name(name).table(table).unique();
+    for col in cols {
+        statement.col(*col);
+    }
+    manager.create_index(statement.to_owned()).await
+}
+
 pub(crate) async fn index<T: IntoIden + Copy + 'static, C: IntoIden + Copy + 'static>(
     manager: &SchemaManager<'_>,
     name: &str,

@@ -4,7 +4,7 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
-use crate::m20261124_000001_create_core_tables::index;
+use crate::m20261124_000001_create_core_tables::{index, unique_index};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -35,17 +35,7 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_agents_user_name")
-                    .table(Agents::Table)
-                    .col(Agents::UserId)
-                    .col(Agents::AgentName)
-                    .unique()
-                    .to_owned(),
-            )
-            .await?;
+        unique_index(manager, "idx_agents_user_name", Agents::Table, &[Agents::UserId, Agents::AgentName]).await?;
         manager
             .create_table(
                 Table::create()
@@ -63,17 +53,13 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_agent_configs_version")
-                    .table(AgentConfigs::Table)
-                    .col(AgentConfigs::AgentId)
-                    .col(AgentConfigs::Version)
-                    .unique()
-                    .to_owned(),
-            )
-            .await?;
+        unique_index(
+            manager,
+            "idx_agent_configs_version",
+            AgentConfigs::Table,
+            &[AgentConfigs::AgentId, AgentConfigs::Version],
+        )
+        .await?;
         index(manager, "idx_agents_workspace", Agents::Table, &[Agents::WorkspaceId]).await?;
         manager
             .alter_table(Table::alter().table(Users::Table).add_column(string_null(Users::ApiKeyHash)).to_owned())
@@ -116,7 +102,7 @@ enum Agents {
     UpdatedAt,
 }
 
-#[derive(DeriveIden)]
+#[derive(DeriveIden, Clone, Copy)]
 enum AgentConfigs {
     Table,
     Id,
@@ -131,13 +117,13 @@ enum AgentConfigs {
     UpdatedAt,
 }
 
-#[derive(DeriveIden)]
+#[derive(DeriveIden, Clone, Copy)]
 enum Users {
     Table,
     ApiKeyHash,
 }
 
-#[derive(DeriveIden)]
+#[derive(DeriveIden, Clone, Copy)]
 enum Transcripts {
     Table,
     Outcomes,

@@ -4,6 +4,8 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
+use crate::m20261124_000001_create_core_tables::unique_index;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -25,17 +27,13 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_contacts_workspace_phone")
-                    .table(Contacts::Table)
-                    .col(Contacts::WorkspaceId)
-                    .col(Contacts::Phone)
-                    .unique()
-                    .to_owned(),
-            )
-            .await?;
+        unique_index(
+            manager,
+            "idx_contacts_workspace_phone",
+            Contacts::Table,
+            &[Contacts::WorkspaceId, Contacts::Phone],
+        )
+        .await?;
         manager
             .create_table(
                 Table::create()
@@ -49,18 +47,13 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_dnc_workspace_campaign_phone")
-                    .table(DncEntries::Table)
-                    .col(DncEntries::WorkspaceId)
-                    .col(DncEntries::CampaignId)
-                    .col(DncEntries::Phone)
-                    .unique()
-                    .to_owned(),
-            )
-            .await
+        unique_index(
+            manager,
+            "idx_dnc_workspace_campaign_phone",
+            DncEntries::Table,
+            &[DncEntries::WorkspaceId, DncEntries::CampaignId, DncEntries::Phone],
+        )
+        .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -69,7 +62,7 @@ impl MigrationTrait for Migration {
     }
 }
 
-#[derive(DeriveIden)]
+#[derive(DeriveIden, Clone, Copy)]
 enum Contacts {
     Table,
     Id,
@@ -82,7 +75,7 @@ enum Contacts {
     UpdatedAt,
 }
 
-#[derive(DeriveIden)]
+#[derive(DeriveIden, Clone, Copy)]
 enum DncEntries {
     Table,
     Id,

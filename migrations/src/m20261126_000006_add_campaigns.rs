@@ -4,7 +4,7 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
-use crate::m20261124_000001_create_core_tables::index;
+use crate::m20261124_000001_create_core_tables::{index, unique_index};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -53,17 +53,13 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_campaign_contacts_phone")
-                    .table(CampaignContacts::Table)
-                    .col(CampaignContacts::CampaignId)
-                    .col(CampaignContacts::Phone)
-                    .unique()
-                    .to_owned(),
-            )
-            .await?;
+        unique_index(
+            manager,
+            "idx_campaign_contacts_phone",
+            CampaignContacts::Table,
+            &[CampaignContacts::CampaignId, CampaignContacts::Phone],
+        )
+        .await?;
         index(
             manager,
             "idx_campaign_contacts_due",

@@ -13,6 +13,7 @@ use tracing::info;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
+use super::listing::{caller, query_params};
 use super::validate;
 use crate::App;
 use crate::agents::store::{self as agents, ConfigChange};
@@ -33,10 +34,6 @@ fn envelope(status: StatusCode, message: &str, data: Value) -> Response {
 
 fn raw(body: Value) -> Response {
     json_response(StatusCode::OK, &body)
-}
-
-async fn caller(app: &App, authorization: Option<String>) -> Result<user::Model, ApiError> {
-    app.auth.authenticate(&app.db, authorization.as_deref()).await
 }
 
 /// Returns the caller's agent: 404 when unknown, 403 when another user's.
@@ -481,10 +478,6 @@ pub async fn delete(app: Arc<App>, authorization: Option<String>, agent_id: Stri
     agents::delete(&app.db, &row.agent_id).await?;
     info!(agent.id = %row.agent_id, user.id = %user.id, "agent deleted");
     Ok(raw(json!({ "message": "Agent deleted successfully" })))
-}
-
-fn query_params(query: &str) -> HashMap<String, String> {
-    url::form_urlencoded::parse(query.as_bytes()).into_owned().collect()
 }
 
 fn query_bool(params: &HashMap<String, String>, name: &str) -> Result<bool, ApiError> {

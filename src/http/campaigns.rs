@@ -10,7 +10,7 @@ use tracing::info;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::listing::{page_of, pagination};
+use super::listing::{caller, no_content, page_of, pagination};
 use super::validate;
 use crate::App;
 use crate::call_view::iso;
@@ -23,10 +23,6 @@ use crate::store::entities::{campaign, user};
 
 /// Most contacts one request adds.
 const MAX_ADD: usize = 10_000;
-
-async fn caller(app: &App, authorization: Option<String>) -> Result<user::Model, ApiError> {
-    app.auth.authenticate(&app.db, authorization.as_deref()).await
-}
 
 async fn owned(app: &App, user: &user::Model, id: &str) -> Result<campaign::Model, ApiError> {
     campaigns::find(&app.db, &user.workspace_id, id)
@@ -120,9 +116,7 @@ pub async fn delete(app: Arc<App>, authorization: Option<String>, id: String) ->
         return Err(ApiError::Conflict(format!("Campaign is {}; stop it before deleting it", row.state)));
     }
     campaigns::delete(&app.db, &row.id).await?;
-    let mut response = Response::new(Vec::new().into());
-    *response.status_mut() = StatusCode::NO_CONTENT;
-    Ok(response)
+    Ok(no_content())
 }
 
 /// `POST /v1/campaigns/{id}/launch`, `/pause`, `/resume`, `/stop`.

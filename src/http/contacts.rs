@@ -13,7 +13,7 @@ use tracing::info;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::listing::{page_of, pagination};
+use super::listing::{caller, no_content, page_of, pagination, query_params};
 use super::validate;
 use crate::App;
 use crate::call_view::iso;
@@ -31,10 +31,6 @@ const MAX_REPORTED_REJECTIONS: usize = 1_000;
 /// Imported contacts written per transaction.
 const IMPORT_BATCH: usize = 500;
 
-async fn caller(app: &App, authorization: Option<String>) -> Result<user::Model, ApiError> {
-    app.auth.authenticate(&app.db, authorization.as_deref()).await
-}
-
 fn view(row: &contact::Model) -> Value {
     json!({
         "id": row.id,
@@ -45,10 +41,6 @@ fn view(row: &contact::Model) -> Value {
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
     })
-}
-
-fn query_params(query: &str) -> HashMap<String, String> {
-    url::form_urlencoded::parse(query.as_bytes()).into_owned().collect()
 }
 
 /// The country national numbers belong to: `?default_country=` or the configured default.
@@ -197,9 +189,7 @@ pub async fn delete(app: Arc<App>, authorization: Option<String>, id: String) ->
     let user = caller(&app, authorization).await?;
     let row = owned(&app, &user, &id).await?;
     contacts::delete(&app.db, &row.id).await?;
-    let mut response = Response::new(Vec::new().into());
-    *response.status_mut() = StatusCode::NO_CONTENT;
-    Ok(response)
+    Ok(no_content())
 }
 
 /// `POST /v1/contacts/bulk`: a JSON array of contacts (or `{"contacts": [...]}`); each valid one is
@@ -477,9 +467,7 @@ pub async fn remove_dnc(
     if !contacts::remove_dnc(&app.db, &user.workspace_id, &list, &phone).await? {
         return Err(ApiError::NotFound("Number is not on the do-not-call list".to_string()));
     }
-    let mut response = Response::new(Vec::new().into());
-    *response.status_mut() = StatusCode::NO_CONTENT;
-    Ok(response)
+    Ok(no_content())
 }
 
 fn percent_decode(raw: &str) -> String {

@@ -1,5 +1,6 @@
-//! Listing helpers of the `/v1` surface: `page` / `page_size` query parameters and seed 003's list
-//! envelope `{items, total, page, page_size, has_next, has_prev}`.
+//! Helpers the resource handlers share: the authenticated caller, query parameters, `page` /
+//! `page_size` and seed 003's list envelope `{items, total, page, page_size, has_next, has_prev}`,
+//! and the empty `204` answer.
 
 use std::collections::HashMap;
 
@@ -7,7 +8,26 @@ use serde_json::{Value, json};
 use warp::http::StatusCode;
 use warp::reply::Response;
 
+use crate::App;
 use crate::error::{ApiError, json_response};
+use crate::store::entities::user;
+
+/// Returns the user behind the `Authorization` header.
+pub async fn caller(app: &App, authorization: Option<String>) -> Result<user::Model, ApiError> {
+    app.auth.authenticate(&app.db, authorization.as_deref()).await
+}
+
+/// Returns a query string's parameters.
+pub fn query_params(query: &str) -> HashMap<String, String> {
+    url::form_urlencoded::parse(query.as_bytes()).into_owned().collect()
+}
+
+/// Returns an empty `204 No Content`.
+pub fn no_content() -> Response {
+    let mut response = Response::new(Vec::new().into());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}
 
 /// Returns seed 003's list envelope.
 pub fn page_of(items: Vec<Value>, total: u64, page: u64, page_size: u64) -> Response {
@@ -26,7 +46,7 @@ pub fn page_of(items: Vec<Value>, total: u64, page: u64, page_size: u64) -> Resp
 
 /// Reads `page` (from 1) and `page_size` (1–100, default 20) from a query string.
 pub fn pagination(query: &str) -> Result<(u64, u64), ApiError> {
-    let params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let params = query_params(query);
     let number = |name: &str, default: u64, max: u64| match params.get(name) {
         None => Ok(default),
         Some(raw) => raw.parse::<u64>().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| {

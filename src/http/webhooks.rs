@@ -13,7 +13,7 @@ use tracing::info;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::listing::{page_of, pagination};
+use super::listing::{caller, no_content, page_of, pagination};
 use super::validate;
 use crate::App;
 use crate::call_view::iso;
@@ -28,10 +28,6 @@ use crate::webhooks::store::{self as webhook_store, SubscriptionFields};
 const MAX_ROTATION_OVERLAP_S: i64 = 7 * 24 * 3600;
 /// Subscriptions a workspace may have.
 const MAX_SUBSCRIPTIONS: u64 = 100;
-
-async fn caller(app: &App, authorization: Option<String>) -> Result<user::Model, ApiError> {
-    app.auth.authenticate(&app.db, authorization.as_deref()).await
-}
 
 async fn subscription(app: &App, user: &user::Model, id: &str) -> Result<webhook_subscription::Model, ApiError> {
     webhook_store::find(&app.db, &user.workspace_id, id)
@@ -223,9 +219,7 @@ pub async fn delete(app: Arc<App>, authorization: Option<String>, id: String) ->
     webhook_store::delete(&app.db, &row.id).await?;
     changed(&app, &row.id).await?;
     info!(webhook.id = %row.id, user.id = %user.id, "webhook subscription deleted");
-    let mut response = Response::new(Vec::new().into());
-    *response.status_mut() = StatusCode::NO_CONTENT;
-    Ok(response)
+    Ok(no_content())
 }
 
 /// `POST /v1/webhooks/{id}/test`: queues a `webhook.test` event for this endpoint alone.
