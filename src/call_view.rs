@@ -111,7 +111,7 @@ pub fn callback_event(lifecycle: &Lifecycle) -> Option<&'static str> {
         Lifecycle::TranscriptReady => Some("transcript.ready"),
         Lifecycle::TranscriptFailed { .. } => Some("transcript.failed"),
         Lifecycle::TranscriptDisabled => Some("transcript.disabled"),
-        Lifecycle::Ringing | Lifecycle::Answered | Lifecycle::RecordingReady => None,
+        Lifecycle::Ringing | Lifecycle::Answered | Lifecycle::Transferred { .. } | Lifecycle::RecordingReady => None,
     }
 }
 
@@ -133,7 +133,9 @@ pub fn callback_body(
         Lifecycle::TranscriptReady => (200, "Transcript ready", Value::Null),
         Lifecycle::TranscriptFailed { error } => (500, "Transcript processing failed", json!(error)),
         Lifecycle::TranscriptDisabled => (200, "Transcript disabled", Value::Null),
-        Lifecycle::Ringing | Lifecycle::Answered | Lifecycle::RecordingReady => return None,
+        Lifecycle::Ringing | Lifecycle::Answered | Lifecycle::Transferred { .. } | Lifecycle::RecordingReady => {
+            return None;
+        }
     };
     Some(json!({
         "status_code": status_code,

@@ -33,6 +33,10 @@ pub enum CarrierError {
     /// The carrier answered something we could not understand.
     #[error("unexpected carrier response: {0}")]
     Protocol(String),
+    /// The carrier refused the request for a reason it named (an invalid number, a blocked
+    /// caller ID, …): `reason` is the short code recorded on the call, `detail` the carrier's words.
+    #[error("carrier refused the request ({reason}): {detail}")]
+    Refused { reason: &'static str, detail: String },
 }
 
 impl CarrierError {
@@ -42,6 +46,7 @@ impl CarrierError {
             CarrierError::Rejected(_) => "carrier_rejected",
             CarrierError::Unavailable(_) => "carrier_unavailable",
             CarrierError::Protocol(_) => "carrier_error",
+            CarrierError::Refused { reason, .. } => reason,
         }
     }
 
@@ -59,7 +64,7 @@ pub trait Carrier: Send + Sync + 'static {
     /// Sends the call to the carrier. Status callbacks then arrive over HTTP.
     async fn place_call(&self, call: &CallRecord) -> Result<PlacedCall, CarrierError>;
     /// Downloads a recording the carrier announced.
-    async fn fetch_recording(&self, url: &str) -> Result<Recording, CarrierError>;
+    async fn fetch_recording(&self, call: &CallRecord, url: &str) -> Result<Recording, CarrierError>;
     /// Asks the carrier what it knows of a call: by its id when known, else by Dialplane's call id
     /// (a call whose placement was cut short may be known to the carrier and not to us).
     async fn fetch_status(
@@ -67,6 +72,16 @@ pub trait Carrier: Send + Sync + 'static {
         call: &CallRecord,
         provider_call_id: Option<&str>,
     ) -> Result<StatusAnswer, CarrierError>;
+    /// Ends the call at the carrier (cancels it while it rings).
+    async fn hang_up(&self, call: &CallRecord, provider_call_id: &str, answered: bool) -> Result<(), CarrierError> {
+        let _ = (call, provider_call_id, answered);
+        Err(CarrierError::Rejected(format!("{} cannot hang up calls", self.name())))
+    }
+    /// Moves the customer to another number (`to`, E.164), ending the agent's part of the call.
+    async fn transfer(&self, call: &CallRecord, provider_call_id: &str, to: &str) -> Result<(), CarrierError> {
+        let _ = (call, provider_call_id, to);
+        Err(CarrierError::Rejected(format!("{} cannot transfer calls", self.name())))
+    }
 }
 
 /// Why the store failed. Always worth a retry: the database may come back.

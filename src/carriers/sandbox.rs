@@ -168,7 +168,7 @@ impl Carrier for SandboxCarrier {
         Ok(PlacedCall { provider_call_id: placed.sid })
     }
 
-    async fn fetch_recording(&self, url: &str) -> Result<Recording, CarrierError> {
+    async fn fetch_recording(&self, _call: &CallRecord, url: &str) -> Result<Recording, CarrierError> {
         let response = self
             .http
             .get(url)

@@ -39,6 +39,7 @@ pub fn lifecycle_kind(lifecycle: &Lifecycle) -> &'static str {
     match lifecycle {
         Lifecycle::Ringing => "call.ringing",
         Lifecycle::Answered => "call.answered",
+        Lifecycle::Transferred { .. } => "call.transferred",
         Lifecycle::Ended { .. } => "call.ended",
         Lifecycle::RecordingReady => "recording.ready",
         Lifecycle::TranscriptReady => "transcript.ready",

@@ -278,6 +278,7 @@ async fn commit_transition(
                 Lifecycle::RecordingReady => {
                     Some(("recording", call_view::recording_field(&row, &context.signer, now)))
                 }
+                Lifecycle::Transferred { to } => Some(("transferred_to", serde_json::Value::String(to.clone()))),
                 _ => None,
             };
             events::call_data(&row, sequence, extra)

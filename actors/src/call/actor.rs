@@ -211,7 +211,7 @@ async fn fetch_recording(deps: &CallDeps, record: &CallRecord, url: &str) -> Eve
         if attempt > 0 {
             tokio::time::sleep(backoff(attempt)).await;
         }
-        match deps.carrier.fetch_recording(url).await {
+        match deps.carrier.fetch_recording(record, url).await {
             Ok(recording) => match deps.store.save_recording(record, &recording).await {
                 Ok(()) => return Event::RecordingStored { at: deps.clock.now() },
                 Err(e) => last_error = e.to_string(),

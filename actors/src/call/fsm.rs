@@ -330,6 +330,11 @@ pub enum Event {
         error: String,
         at: Timestamp,
     },
+    /// The carrier accepted a transfer of the customer to another number (`to`, masked).
+    Transferred {
+        to: String,
+        at: Timestamp,
+    },
     /// The watchdog's periodic look at a call.
     Tick {
         at: Timestamp,
@@ -375,6 +380,7 @@ impl Event {
             | Event::TranscriptReady { at }
             | Event::TranscriptFailed { at, .. }
             | Event::Tick { at }
+            | Event::Transferred { at, .. }
             | Event::EngineFailed { at, .. }
             | Event::Resumed { at }
             | Event::CarrierStatus { at, .. } => *at,
@@ -389,10 +395,19 @@ impl Event {
 pub enum Lifecycle {
     Ringing,
     Answered,
-    Ended { outcome: Outcome, reason: Option<String> },
+    /// The customer was moved to another number (masked).
+    Transferred {
+        to: String,
+    },
+    Ended {
+        outcome: Outcome,
+        reason: Option<String>,
+    },
     RecordingReady,
     TranscriptReady,
-    TranscriptFailed { error: String },
+    TranscriptFailed {
+        error: String,
+    },
     TranscriptDisabled,
 }
 
@@ -542,6 +557,12 @@ pub fn apply(state: &CallState, event: Event, policy: &Policy) -> Result<Transit
                 return Err(not_applicable("transcript_failed", state));
             }
             fail_transcript(&mut next, &mut effects, error);
+        }
+        Event::Transferred { to, .. } => {
+            if next.is_ended() || next.customer_leg.answered_at.is_none() {
+                return Err(not_applicable("transferred", state));
+            }
+            effects.push(Effect::Publish(Lifecycle::Transferred { to }));
         }
         Event::Tick { .. } => watchdog(&mut next, &mut effects, policy, at),
         Event::Resumed { .. } => resume(&mut next, &mut effects),

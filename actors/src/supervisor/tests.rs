@@ -23,7 +23,7 @@ impl Carrier for FakeCarrier {
     async fn place_call(&self, call: &CallRecord) -> Result<PlacedCall, CarrierError> {
         Ok(PlacedCall { provider_call_id: format!("P-{}", call.id) })
     }
-    async fn fetch_recording(&self, _url: &str) -> Result<Recording, CarrierError> {
+    async fn fetch_recording(&self, _call: &CallRecord, _url: &str) -> Result<Recording, CarrierError> {
         Err(CarrierError::Rejected("no recordings here".into()))
     }
     async fn fetch_status(&self, _call: &CallRecord, _id: Option<&str>) -> Result<StatusAnswer, CarrierError> {

@@ -90,6 +90,7 @@ fn named_events() -> Vec<(&'static str, Event)> {
         ("recording_failed", Event::RecordingFailed { reason: "404".into(), at: t(100) }),
         ("transcript_ready", Event::TranscriptReady { at: t(100) }),
         ("transcript_failed", Event::TranscriptFailed { error: "401".into(), at: t(100) }),
+        ("transferred", Event::Transferred { to: "+1415*****00".into(), at: t(100) }),
         ("tick", Event::Tick { at: t(100) }),
         ("engine_failed", Event::EngineFailed { reason: "engine_error".into(), at: t(100) }),
         ("resumed", Event::Resumed { at: t(100) }),
@@ -133,6 +134,9 @@ fn expected(state: &str, event: &str) -> Option<(&'static str, Option<Outcome>)>
         ("finished", "recording_stored" | "recording_failed") => None,
         ("ended", "transcript_ready" | "transcript_failed") => ended_completed,
         (_, "transcript_ready" | "transcript_failed") => None,
+        // Only a customer on the line can be transferred; the call carries on.
+        ("in_progress", "transferred") => Some(("in_progress", None)),
+        (_, "transferred") => None,
         (_, "tick") => Some((state_status(state), state_outcome(state))),
         ("ended" | "finished", "engine_failed") => ended_completed,
         (_, "engine_failed") => Some(("ended", Some(Failed))),
@@ -187,6 +191,17 @@ fn every_state_event_pair_matches_the_table() {
             }
         }
     }
+}
+
+#[test]
+fn a_transfer_publishes_call_transferred_once_the_customer_answered() {
+    let (in_progress, _) = run(new_call(false), completed_trace().into_iter().take(4));
+    let transfer = Event::Transferred { to: "+1415*****00".into(), at: t(20) };
+    let transition = apply(&in_progress, transfer.clone(), &Policy::default()).unwrap();
+    assert_eq!(transition.effects, vec![Effect::Publish(Lifecycle::Transferred { to: "+1415*****00".into() })]);
+    assert_eq!(transition.next.status, CallStatus::InProgress);
+    let (ringing, _) = run(new_call(false), completed_trace().into_iter().take(1));
+    assert!(apply(&ringing, transfer, &Policy::default()).is_err());
 }
 
 #[test]
