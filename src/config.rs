@@ -58,6 +58,8 @@ pub struct Config {
     pub workspace_max_concurrent: u32,
     /// How often each campaign actor admits calls, in milliseconds.
     pub campaign_tick_ms: u64,
+    /// Redis key counting active LiveKit rooms (seed 002: `livekit:active_calls`).
+    pub livekit_active_calls_key: String,
     /// ISO country of national (non-E.164) contact numbers, unless a request names one.
     pub default_country: String,
     /// The OpenAI-compatible chat API that enhances agent prompts; `None`: enhance locally.
@@ -185,6 +187,17 @@ impl Config {
             return Err(ConfigError::new("DIALPLANE_REDIS_PREFIX", "use letters, digits, '_', '-', ':' or '.'"));
         }
 
+        let livekit_active_calls_key =
+            get("DIALPLANE_LIVEKIT_ACTIVE_CALLS_KEY").unwrap_or("livekit:active_calls").to_string();
+        if livekit_active_calls_key.is_empty()
+            || !livekit_active_calls_key.chars().all(|c| c.is_ascii_alphanumeric() || "_-:.".contains(c))
+        {
+            return Err(ConfigError::new(
+                "DIALPLANE_LIVEKIT_ACTIVE_CALLS_KEY",
+                "use letters, digits, '_', '-', ':' or '.'",
+            ));
+        }
+
         let public_url = match get("DIALPLANE_PUBLIC_URL") {
             None => None,
             Some(raw) => {
@@ -298,6 +311,7 @@ impl Config {
         Ok(Config {
             workspace_max_concurrent,
             campaign_tick_ms,
+            livekit_active_calls_key,
             default_country,
             llm,
             dial_timeout,

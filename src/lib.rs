@@ -47,6 +47,9 @@ use crate::store::call_store::SeaCallStore;
 /// Everything request handlers share.
 pub struct App {
     pub config: Config,
+    /// The URL carriers reach this server at (callback URLs are built on it and verified
+    /// against it).
+    pub public_url: String,
     pub db: DatabaseConnection,
     pub auth: auth::Authenticator,
     /// Verified against when a login names an unknown email, so timing reveals nothing.
@@ -73,6 +76,10 @@ pub struct App {
     pub llm_http: reqwest::Client,
     /// Campaign actors.
     pub campaigns: campaigns::Campaigns,
+    /// Routes calls to carrier accounts; knows the accounts and numbers.
+    pub carriers: Arc<carriers::router::CarrierRouter>,
+    /// Active LiveKit rooms (`livekit:active_calls`).
+    pub livekit_rooms: carriers::rooms::ActiveRooms,
     /// Where `campaign.*` events go.
     pub campaign_events: campaigns::store::Events,
 }
@@ -173,8 +180,26 @@ pub async fn run(
         &public_url,
     )?);
     let registry = Arc::new(CallRegistry::default());
+    let (pacer, livekit_rooms) = match &config.redis_url {
+        Some(url) => (
+            carriers::pacer::Pacer::with_redis(url, &config.redis_prefix).await?,
+            carriers::rooms::ActiveRooms::with_redis(url, &config.livekit_active_calls_key).await?,
+        ),
+        None => (
+            carriers::pacer::Pacer::in_process(),
+            carriers::rooms::ActiveRooms::in_process(&config.livekit_active_calls_key),
+        ),
+    };
+    let carrier_router = Arc::new(carriers::router::CarrierRouter::new(
+        Arc::new(SandboxCarrier::new(&public_url, sandbox_api_key)?),
+        pacer,
+        &public_url,
+        config.allow_private_callbacks,
+    ));
+    // Calls resumed below may belong to carrier accounts: the directory is read first.
+    carrier_router.reload(&db).await?;
     let deps = Arc::new(CallDeps {
-        carrier: Arc::new(SandboxCarrier::new(&public_url, sandbox_api_key)?),
+        carrier: carrier_router.clone(),
         store: store.clone(),
         counters: counters.clone(),
         transcriber: Arc::new(transcribe::SandboxTranscriber),
@@ -191,6 +216,7 @@ pub async fn run(
     let app = Arc::new(App {
         auth: auth::Authenticator::new(&master),
         config: config.clone(),
+        public_url: public_url.clone(),
         db: db.clone(),
         dummy_password_hash,
         signer,
@@ -206,6 +232,8 @@ pub async fn run(
         webhooks: webhooks.clone(),
         llm_http: reqwest::Client::builder().user_agent(concat!("Dialplane/", env!("CARGO_PKG_VERSION"))).build()?,
         campaigns: campaigns::Campaigns::default(),
+        carriers: carrier_router.clone(),
+        livekit_rooms,
         campaign_events: campaigns::store::Events {
             directory: webhooks.directory.clone(),
             wake: webhooks.wake_sender(),
@@ -257,6 +285,7 @@ pub async fn run(
                     db: db.clone(),
                     writer: app.writer.clone(),
                     calls: calls.clone(),
+                    carriers: app.carriers.clone(),
                 }),
                 counters: app.counters.clone(),
                 clock: Arc::new(SystemClock),
@@ -317,7 +346,7 @@ pub async fn run(
 
 /// Periodic upkeep: rebuilds the live counters from the database (at start, then every
 /// `counter_reconcile_interval`, so they recover from crashes and counter-store outages), reloads
-/// the webhook subscriptions, and forgets Idempotency-Keys older than 48 hours.
+/// the webhook subscriptions and carrier accounts, and forgets Idempotency-Keys older than 48 hours.
 async fn maintain(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
     let mut interval = tokio::time::interval(app.config.counter_reconcile_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -344,6 +373,10 @@ async fn maintain(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
                 }
             }
             Err(e) => warn!(error = %e, "webhook subscriptions could not be reloaded"),
+        }
+        // Carrier accounts and numbers changed by other nodes.
+        if let Err(e) = app.carriers.reload(&app.db).await {
+            warn!(error = %e, "carrier accounts could not be reloaded");
         }
         let horizon = chrono::Utc::now() - chrono::Duration::hours(48);
         if let Err(e) = store::calls::forget_idempotency_keys(&app.db, horizon).await {

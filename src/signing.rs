@@ -24,6 +24,11 @@ pub fn verify_hmac_sha256(key: &[u8], message: &[u8], signature: &[u8]) -> bool 
     mac.verify_slice(signature).is_ok()
 }
 
+/// Compares two secrets in time that depends only on their lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Derives a sub-key for one purpose from the server's master secret.
 pub fn derive_key(master: &[u8], purpose: &str) -> Vec<u8> {
     hmac_sha256(master, purpose.as_bytes())

@@ -23,6 +23,8 @@ pub const CAMPAIGN_ATTEMPTS_TOTAL: &str = "dialplane_campaign_attempts_total";
 pub const CAMPAIGN_OUTCOMES_TOTAL: &str = "dialplane_campaign_outcomes_total";
 pub const CAMPAIGN_LIVE_CALLS: &str = "dialplane_campaign_live_calls";
 pub const CAMPAIGN_CONTACTS_PENDING: &str = "dialplane_campaign_contacts_pending";
+pub const CARRIER_QUEUE_WAIT_SECONDS: &str = "dialplane_carrier_queue_wait_seconds";
+pub const LIVEKIT_ACTIVE_CALLS: &str = "dialplane_livekit_active_calls";
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -59,6 +61,12 @@ fn describe() {
     describe_counter!(CALLS_ENDED_TOTAL, "Calls that reached a terminal state, by call type and outcome.");
     describe_gauge!(LIVE_CALLS, "Calls currently live (dialing, ringing or in progress).");
     describe_counter!(CARRIER_CALLBACKS_TOTAL, "Carrier callbacks received, by carrier and result.");
+    describe_histogram!(
+        CARRIER_QUEUE_WAIT_SECONDS,
+        Unit::Seconds,
+        "How long placements waited for their carrier account's calls-per-second slot."
+    );
+    describe_gauge!(LIVEKIT_ACTIVE_CALLS, "LiveKit rooms started and not yet finished (Redis livekit:active_calls).");
     describe_counter!(CALLBACK_DELIVERIES_TOTAL, "Callback delivery attempts, by result.");
     describe_counter!(WEBHOOK_DELIVERIES_TOTAL, "Webhook subscription delivery attempts, by result.");
     describe_histogram!(WEBHOOK_ATTEMPT_DURATION_SECONDS, Unit::Seconds, "Webhook delivery attempt latency.");
@@ -130,6 +138,16 @@ pub fn call_ended(call_type: &'static str, outcome: &'static str) {
 /// Records a carrier callback and what became of it (`applied`, `unknown_call`, `bad_signature`, …).
 pub fn carrier_callback(carrier: &'static str, result: &'static str) {
     counter!(CARRIER_CALLBACKS_TOTAL, "carrier" => carrier, "result" => result).increment(1);
+}
+
+/// Records a placement that waited for its carrier account's calls-per-second slot.
+pub fn carrier_queued(wait: std::time::Duration) {
+    histogram!(CARRIER_QUEUE_WAIT_SECONDS).record(wait.as_secs_f64());
+}
+
+/// Sets the LiveKit active rooms gauge.
+pub fn set_livekit_active_calls(count: i64) {
+    gauge!(LIVEKIT_ACTIVE_CALLS).set(count as f64);
 }
 
 /// Records a callback delivery attempt (`delivered`, `retrying`, `failed`).

@@ -24,6 +24,8 @@ pub struct CampaignCallLauncher {
     pub db: DatabaseConnection,
     pub writer: Writer,
     pub calls: Arc<CallSupervisorHandle>,
+    /// Picks each call's carrier account from its caller ID.
+    pub carriers: Arc<crate::carriers::router::CarrierRouter>,
 }
 
 #[async_trait]
@@ -56,15 +58,17 @@ impl CallLauncher for CampaignCallLauncher {
         // Caller IDs rotate over the campaign's contacts.
         let did = (!settings.caller_ids.is_empty())
             .then(|| settings.caller_ids[(contact.id.unsigned_abs() as usize) % settings.caller_ids.len()].clone());
+        let agent_number = settings.agent_number.trim_start_matches('+').to_string();
+        let route = self.carriers.route(&row.workspace_id, did.as_deref(), &agent_number);
         let record = CallRecord {
             id: ids::new_call_id(),
             workspace_id: row.workspace_id.clone(),
             user_id: row.user_id.clone(),
             call_type,
             customer_number: contact.phone.trim_start_matches('+').to_string(),
-            agent_number: settings.agent_number.trim_start_matches('+').to_string(),
-            did: did.map(|d| d.trim_start_matches('+').to_string()),
-            carrier: "sandbox".to_string(),
+            agent_number,
+            did: route.did,
+            carrier: route.carrier,
             transcript_enabled: settings.transcript,
             transcript_language: None,
             agent_config,

@@ -194,6 +194,8 @@ pub async fn click2call(
         }
         CallType::ClickToCall => request.agent_config,
     };
+    // The DID's carrier account places the call (an agent call may take its agent's number).
+    let route = app.carriers.route(&user.workspace_id, request.did.as_deref(), &request.agent_number);
     let record = CallRecord {
         id: ids::new_call_id(),
         workspace_id: user.workspace_id.clone(),
@@ -201,8 +203,8 @@ pub async fn click2call(
         call_type,
         customer_number: request.customer_number,
         agent_number: request.agent_number,
-        did: request.did.clone(),
-        carrier: "sandbox".to_string(),
+        did: route.did,
+        carrier: route.carrier,
         transcript_enabled: request.transcript,
         transcript_language: request.transcript_language.clone(),
         agent_config,

@@ -1,23 +1,31 @@
-//! Carrier-facing routes: the sandbox's status callbacks (`/providers/sandbox/status`), the sandbox
-//! network's own carrier API (`/sandbox/v1/...`), and the signed recording downloads Dialplane
-//! serves from its own store (`/recordings/{call_id}`).
+//! Carrier-facing routes: status callbacks of the sandbox (`/providers/sandbox/status`), Twilio
+//! (`/providers/twilio/{carrier}/status|recording`, `X-Twilio-Signature`), Exotel
+//! (`/providers/exotel/{carrier}/{token}/status`) and LiveKit (`/webhook/livekit`, a signed JWT);
+//! the sandbox network's own carrier API (`/sandbox/v1/...`); and the signed recording downloads
+//! Dialplane serves from its own store (`/recordings/{call_id}`).
+//!
+//! Every callback is verified first (a bad one changes nothing and is not logged), then written
+//! to the call's event log with its parameters (secrets removed), then applied.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::Utc;
-use dialplane_actors::fsm::Event;
+use dialplane_actors::fsm::{CarrierUpdate, Event, Leg, LegStatus};
 use dialplane_actors::ports::CallStore;
-use serde_json::json;
+use serde_json::{Value, json};
 use tracing::{debug, warn};
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
+use super::listing::query_params;
 use crate::App;
+use crate::carriers::accounts::AccountSettings;
 use crate::carriers::sandbox::{self, CallbackError, PlaceCallRequest};
+use crate::carriers::{client, exotel, livekit, twilio};
 use crate::error::{ApiError, json_response};
 use crate::store::calls;
-use crate::store::entities::call_event;
+use crate::store::entities::{call, call_event};
 use crate::store::writer::WriteOp;
 use crate::telemetry;
 
@@ -39,21 +47,231 @@ pub async fn sandbox_status(app: Arc<App>, signature: Option<String>, body: Byte
         telemetry::carrier_callback("sandbox", "unknown_call");
         return Err(ApiError::NotFound("Call not found".to_string()));
     };
-    // The event log comes first: a callback is on record before it changes anything.
+    let payload: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let kind = format!("{}.{}", callback.leg, callback.status);
+    record_callback(&app, &call, "sandbox", kind, payload, vec![Event::Carrier(update)]).await?;
+    Ok(received())
+}
+
+fn received() -> Response {
+    json_response(StatusCode::OK, &json!({ "received": true }))
+}
+
+/// Writes a verified callback to the call's event log, then applies what it says. The log comes
+/// first: a callback is on record before it changes anything.
+async fn record_callback(
+    app: &App,
+    call: &call::Model,
+    carrier: &'static str,
+    kind: String,
+    payload: Value,
+    events: Vec<Event>,
+) -> Result<(), ApiError> {
     let event = call_event::Model {
         id: 0,
         call_id: call.id.clone(),
         workspace_id: call.workspace_id.clone(),
-        source: "carrier:sandbox".to_string(),
-        kind: format!("{}.{}", callback.leg, callback.status),
-        payload: String::from_utf8_lossy(&body).into_owned(),
+        source: format!("carrier:{carrier}"),
+        kind: kind.clone(),
+        payload: payload.to_string(),
         created_at: Utc::now(),
     };
     app.writer.write(WriteOp::LogEvent { event }).await?;
-    let result = if app.registry.deliver(&call.id, Event::Carrier(update)) { "routed" } else { "late" };
-    debug!(call.id = %call.id, leg = %callback.leg, status = %callback.status, result, "carrier callback");
-    telemetry::carrier_callback("sandbox", result);
-    Ok(json_response(StatusCode::OK, &json!({ "received": true })))
+    let mut result = "logged";
+    for event in events {
+        result = if app.registry.deliver(&call.id, event) { "routed" } else { "late" };
+    }
+    debug!(call.id = %call.id, carrier, kind = %kind, result, "carrier callback");
+    telemetry::carrier_callback(carrier, result);
+    Ok(())
+}
+
+/// Finds the call a callback names, if it went through `carrier_id`.
+async fn call_of_carrier(
+    app: &App,
+    provider: &'static str,
+    call_id: &str,
+    carrier_id: &str,
+) -> Result<call::Model, ApiError> {
+    match calls::find(&app.db, call_id).await? {
+        Some(call) if call.carrier == carrier_id => Ok(call),
+        _ => {
+            telemetry::carrier_callback(provider, "unknown_call");
+            Err(ApiError::NotFound("Call not found".to_string()))
+        }
+    }
+}
+
+/// `POST /providers/twilio/{carrier_id}/{status|recording}?call_id=…[&leg=…]`: a Twilio status or
+/// recording callback, verified with `X-Twilio-Signature` against the URL Twilio was given.
+pub async fn twilio_callback(
+    app: Arc<App>,
+    carrier_id: String,
+    kind: String,
+    query: Option<String>,
+    signature: Option<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let account = app.carriers.account(&carrier_id);
+    let Some(AccountSettings::Twilio(settings)) = account.as_ref().map(|a| &a.settings) else {
+        return Err(ApiError::NotFound("Carrier account not found".to_string()));
+    };
+    let query = query.unwrap_or_default();
+    let mut url = format!("{}/providers/twilio/{carrier_id}/{kind}", app.public_url);
+    if !query.is_empty() {
+        url = format!("{url}?{query}");
+    }
+    let pairs = client::form_pairs(&body);
+    if !twilio::verify(&settings.auth_token, &url, &pairs, signature.as_deref()) {
+        telemetry::carrier_callback("twilio", "bad_signature");
+        warn!(carrier.id = %carrier_id, "Twilio callback with a bad signature refused");
+        return Err(ApiError::Forbidden("Invalid X-Twilio-Signature".to_string()));
+    }
+    let params = query_params(&query);
+    let call_id = params.get("call_id").ok_or_else(|| ApiError::BadRequest("call_id is missing".to_string()))?;
+    let call = call_of_carrier(&app, "twilio", call_id, &carrier_id).await?;
+    let malformed = |why: String| {
+        telemetry::carrier_callback("twilio", "malformed");
+        ApiError::BadRequest(format!("malformed callback: {why}"))
+    };
+    let (kind, events) = match kind.as_str() {
+        "status" => {
+            let leg = match params.get("leg").map(String::as_str) {
+                Some("agent") => Leg::Agent,
+                Some("customer") => Leg::Customer,
+                _ => return Err(ApiError::BadRequest("leg must be agent or customer".to_string())),
+            };
+            let update = twilio::status_update(&pairs, leg).map_err(malformed)?;
+            let status = client::param(&pairs, "CallStatus").unwrap_or_default();
+            (format!("{}.{status}", params["leg"]), update.map(Event::Carrier).into_iter().collect())
+        }
+        _ => {
+            let event = twilio::recording_event(&pairs).map_err(malformed)?;
+            let status = client::param(&pairs, "RecordingStatus").unwrap_or_default();
+            (format!("recording.{status}"), event.into_iter().collect())
+        }
+    };
+    record_callback(&app, &call, "twilio", kind, client::loggable(&pairs), events).await?;
+    Ok(received())
+}
+
+/// `POST /providers/exotel/{carrier_id}/{token}/status`: an Exotel status callback (JSON or
+/// form). Exotel does not sign callbacks; the account's unguessable token in the path does.
+pub async fn exotel_callback(
+    app: Arc<App>,
+    carrier_id: String,
+    token: String,
+    content_type: Option<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let account = app.carriers.account(&carrier_id);
+    let Some(account) = account.filter(|a| matches!(a.settings, AccountSettings::Exotel(_))) else {
+        return Err(ApiError::NotFound("Carrier account not found".to_string()));
+    };
+    if !crate::signing::constant_time_eq(token.as_bytes(), account.callback_token.as_bytes()) {
+        telemetry::carrier_callback("exotel", "bad_signature");
+        warn!(carrier.id = %carrier_id, "Exotel callback with a wrong token refused");
+        return Err(ApiError::Forbidden("Invalid callback token".to_string()));
+    }
+    let json = content_type.as_deref().is_some_and(|c| c.contains("json"));
+    let malformed = |why: String| {
+        telemetry::carrier_callback("exotel", "malformed");
+        ApiError::BadRequest(format!("malformed callback: {why}"))
+    };
+    let callback = exotel::callback_body(&body, json).map_err(malformed)?;
+    let call = match exotel::call_reference(&callback) {
+        Some(call_id) => call_of_carrier(&app, "exotel", &call_id, &carrier_id).await?,
+        None => {
+            let sid = callback.get("CallSid").and_then(Value::as_str).unwrap_or_default();
+            match calls::find_by_provider_call_id(&app.db, &carrier_id, sid).await? {
+                Some(call) if !sid.is_empty() => call,
+                _ => return Err(ApiError::NotFound("Call not found".to_string())),
+            }
+        }
+    };
+    let updates = exotel::updates_of(&callback).map_err(malformed)?;
+    let kind = format!(
+        "{}.{}",
+        callback.get("EventType").and_then(Value::as_str).unwrap_or("terminal"),
+        callback.get("Status").and_then(Value::as_str).unwrap_or_default()
+    );
+    let events = updates.into_iter().map(Event::Carrier).collect();
+    record_callback(&app, &call, "exotel", kind, client::loggable_json(callback), events).await?;
+    Ok(received())
+}
+
+/// `POST /webhook/livekit`: a LiveKit server webhook, verified (JWT under the API secret of the
+/// key it names, carrying the body's SHA-256). Room starts and finishes keep
+/// `livekit:active_calls`; events of a call's room move its customer leg.
+pub async fn livekit_webhook(app: Arc<App>, authorization: Option<String>, body: Bytes) -> Result<Response, ApiError> {
+    let refuse = |why: String| {
+        telemetry::carrier_callback("livekit", "bad_signature");
+        warn!(reason = %why, "LiveKit webhook refused");
+        ApiError::Unauthenticated
+    };
+    let key = livekit::claimed_key(authorization.as_deref()).map_err(|e| refuse(e.to_string()))?;
+    let now = Utc::now().timestamp();
+    let account = app
+        .carriers
+        .livekit_accounts(&key)
+        .into_iter()
+        .find(|account| match &account.settings {
+            AccountSettings::Livekit(s) => {
+                livekit::verify_webhook(authorization.as_deref(), &body, &s.api_key, &s.api_secret, now).is_ok()
+            }
+            _ => false,
+        })
+        .ok_or_else(|| refuse("no LiveKit carrier verifies this webhook".to_string()))?;
+    let event: Value = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
+    let (_, created_at) = livekit::event_identity(&event);
+    let sequence = created_at.unwrap_or_else(|| Utc::now().timestamp()).max(0) as u64;
+    let signal = livekit::signal_of(&event);
+    let room = match &signal {
+        livekit::RoomSignal::RoomStarted { room } => {
+            let count = app.livekit_rooms.started(room).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            telemetry::set_livekit_active_calls(count);
+            Some(room.clone())
+        }
+        livekit::RoomSignal::RoomFinished { room } => {
+            let count = app.livekit_rooms.finished(room).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            telemetry::set_livekit_active_calls(count);
+            Some(room.clone())
+        }
+        livekit::RoomSignal::Customer { room, .. } => Some(room.clone()),
+        livekit::RoomSignal::Other => event.pointer("/room/name").and_then(Value::as_str).map(str::to_string),
+    };
+    // Rooms are named for their calls; rooms of other apps are only counted.
+    let call = match room {
+        Some(room) => calls::find(&app.db, &room).await?.filter(|c| c.carrier == account.id),
+        None => None,
+    };
+    let Some(call) = call else {
+        telemetry::carrier_callback("livekit", "no_call");
+        return Ok(received());
+    };
+    let update = |status| {
+        Event::Carrier(CarrierUpdate {
+            sequence,
+            leg: Leg::Customer,
+            status,
+            at: Utc::now(),
+            duration_s: None,
+            answer_duration_s: None,
+            recording_url: None,
+        })
+    };
+    let events = match signal {
+        livekit::RoomSignal::Customer { status, .. } => vec![update(status)],
+        livekit::RoomSignal::RoomFinished { .. } => {
+            // A room that closes ends its call: completed if the customer was on it.
+            let answered = crate::call_view::state_of(&call).is_some_and(|s| s.customer_leg.answered_at.is_some());
+            vec![update(if answered { LegStatus::Completed } else { LegStatus::Canceled })]
+        }
+        _ => Vec::new(),
+    };
+    let kind = event.get("event").and_then(Value::as_str).unwrap_or("unknown").to_string();
+    record_callback(&app, &call, "livekit", kind, client::loggable_json(event), events).await?;
+    Ok(received())
 }
 
 /// `POST /sandbox/v1/calls`: the sandbox carrier accepting (or refusing) a call.

@@ -4,8 +4,10 @@
 
 pub mod agents;
 pub mod api;
+pub mod calls;
 pub mod campaigns;
 pub mod carrier;
+pub mod carriers;
 pub mod contacts;
 pub mod listing;
 pub mod ops;
@@ -658,6 +660,153 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
             .boxed(),
     ]);
 
+    let carrier_routes = any_of(vec![
+        warp::path!("providers" / "twilio" / String / String)
+            .and(warp::post())
+            .and(with_app(app.clone()))
+            .and(warp::query::raw().map(Some).or(warp::any().map(|| None)).unify())
+            .and(warp::header::optional::<String>(crate::carriers::twilio::SIGNATURE_HEADER))
+            .and(body())
+            .and_then(|carrier_id, kind: String, app, query, signature, body| async move {
+                if !matches!(kind.as_str(), "status" | "recording") {
+                    return Err(warp::reject::not_found());
+                }
+                Ok(timed(
+                    "/providers/twilio/{carrier}/{kind}",
+                    "POST",
+                    carrier::twilio_callback(app, carrier_id, kind, query, signature, body),
+                )
+                .await)
+            })
+            .boxed(),
+        warp::path!("providers" / "exotel" / String / String / "status")
+            .and(warp::post())
+            .and(with_app(app.clone()))
+            .and(warp::header::optional::<String>("content-type"))
+            .and(body())
+            .then(|carrier_id, token, app, content_type, body| {
+                timed(
+                    "/providers/exotel/{carrier}/{token}/status",
+                    "POST",
+                    carrier::exotel_callback(app, carrier_id, token, content_type, body),
+                )
+            })
+            .boxed(),
+        warp::path!("webhook" / "livekit")
+            .and(warp::post())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(body())
+            .then(|app, auth, body| timed("/webhook/livekit", "POST", carrier::livekit_webhook(app, auth, body)))
+            .boxed(),
+        warp::path!("v1" / "carriers")
+            .and(warp::post())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(body())
+            .then(|app, auth, body| timed_v1("/v1/carriers", "POST", carriers::create_account(app, auth, body)))
+            .boxed(),
+        warp::path!("v1" / "carriers")
+            .and(warp::get())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(raw_query())
+            .then(|app, auth, query| timed_v1("/v1/carriers", "GET", carriers::list_accounts(app, auth, query)))
+            .boxed(),
+        warp::path!("v1" / "carriers" / String)
+            .and(warp::get())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .then(|id, app, auth| timed_v1("/v1/carriers/{id}", "GET", carriers::get_account(app, auth, id)))
+            .boxed(),
+        warp::path!("v1" / "carriers" / String)
+            .and(warp::patch().or(warp::put()).unify())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(body())
+            .then(|id, app, auth, body| {
+                timed_v1("/v1/carriers/{id}", "PATCH", carriers::update_account(app, auth, id, body))
+            })
+            .boxed(),
+        warp::path!("v1" / "carriers" / String)
+            .and(warp::delete())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .then(|id, app, auth| timed_v1("/v1/carriers/{id}", "DELETE", carriers::delete_account(app, auth, id)))
+            .boxed(),
+        warp::path!("v1" / "phone-numbers")
+            .and(warp::post())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(body())
+            .then(|app, auth, body| timed_v1("/v1/phone-numbers", "POST", carriers::create_number(app, auth, body)))
+            .boxed(),
+        warp::path!("v1" / "phone-numbers")
+            .and(warp::get())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(raw_query())
+            .then(|app, auth, query| timed_v1("/v1/phone-numbers", "GET", carriers::list_numbers(app, auth, query)))
+            .boxed(),
+        warp::path!("v1" / "phone-numbers" / "map_agent")
+            .and(warp::put())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(body())
+            .then(|app, auth, body| {
+                timed_v1("/v1/phone-numbers/map_agent", "PUT", carriers::map_agent(app, auth, body))
+            })
+            .boxed(),
+        warp::path!("v1" / "phone-numbers" / String)
+            .and(warp::get())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .then(|id, app, auth| timed_v1("/v1/phone-numbers/{id}", "GET", carriers::get_number(app, auth, id)))
+            .boxed(),
+        warp::path!("v1" / "phone-numbers" / String)
+            .and(warp::patch())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(body())
+            .then(|id, app, auth, body| {
+                timed_v1("/v1/phone-numbers/{id}", "PATCH", carriers::update_number(app, auth, id, body))
+            })
+            .boxed(),
+        warp::path!("v1" / "phone-numbers" / String)
+            .and(warp::delete())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .then(|id, app, auth| timed_v1("/v1/phone-numbers/{id}", "DELETE", carriers::delete_number(app, auth, id)))
+            .boxed(),
+        warp::path!("v1" / "calls" / String)
+            .and(warp::get())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .then(|id, app, auth| timed_v1("/v1/calls/{id}", "GET", calls::get(app, auth, id)))
+            .boxed(),
+        warp::path!("v1" / "calls" / String / "events")
+            .and(warp::get())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .then(|id, app, auth| timed_v1("/v1/calls/{id}/events", "GET", calls::events(app, auth, id)))
+            .boxed(),
+        warp::path!("v1" / "calls" / String / "hangup")
+            .and(warp::post())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .then(|id, app, auth| timed_v1("/v1/calls/{id}/hangup", "POST", calls::hangup(app, auth, id)))
+            .boxed(),
+        warp::path!("v1" / "calls" / String / "transfer")
+            .and(warp::post())
+            .and(with_app(app.clone()))
+            .and(authorization())
+            .and(body())
+            .then(|id, app, auth, body| {
+                timed_v1("/v1/calls/{id}/transfer", "POST", calls::transfer(app, auth, id, body))
+            })
+            .boxed(),
+    ]);
+
     let ops = warp::path!("health")
         .and(warp::get())
         .then(|| timed("/health", "GET", ops::health()))
@@ -686,6 +835,8 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
         .or(contacts_routes)
         .unify()
         .or(campaign_routes)
+        .unify()
+        .or(carrier_routes)
         .unify()
         .or(ops)
         .unify()

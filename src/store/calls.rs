@@ -12,7 +12,7 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect,
 };
 
-use super::entities::{call, idempotency_key, transcript};
+use super::entities::{call, call_event, idempotency_key, transcript};
 
 /// Returns the call row of a new call in `state`.
 pub fn new_row(record: &CallRecord, callback_url: Option<String>, state: &CallState) -> call::Model {
@@ -147,6 +147,28 @@ pub async fn insert(db: &impl ConnectionTrait, row: call::Model) -> Result<call:
 /// Returns a call by id.
 pub async fn find(db: &impl ConnectionTrait, id: &str) -> Result<Option<call::Model>, DbErr> {
     call::Entity::find_by_id(id.to_string()).one(db).await
+}
+
+/// Returns the call a carrier account knows by its own id.
+pub async fn find_by_provider_call_id(
+    db: &impl ConnectionTrait,
+    carrier: &str,
+    provider_call_id: &str,
+) -> Result<Option<call::Model>, DbErr> {
+    call::Entity::find()
+        .filter(call::Column::Carrier.eq(carrier))
+        .filter(call::Column::ProviderCallId.eq(provider_call_id))
+        .one(db)
+        .await
+}
+
+/// Returns a call's event log, oldest first.
+pub async fn events_of(db: &impl ConnectionTrait, call_id: &str) -> Result<Vec<call_event::Model>, DbErr> {
+    call_event::Entity::find()
+        .filter(call_event::Column::CallId.eq(call_id))
+        .order_by_asc(call_event::Column::Id)
+        .all(db)
+        .await
 }
 
 /// Returns a call's transcript.

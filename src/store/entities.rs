@@ -525,3 +525,60 @@ pub mod campaign_contact {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod carrier_account {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "carrier_accounts")]
+    pub struct Model {
+        /// `car_…`
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub workspace_id: String,
+        pub name: String,
+        /// `twilio`, `exotel` or `livekit`.
+        pub provider: String,
+        /// JSON object of the provider's settings (never secret).
+        pub config: String,
+        /// JSON object of the provider's credentials: write-only, never returned or logged.
+        pub credentials: String,
+        pub calls_per_second: f64,
+        /// Unguessable token in callback URLs of carriers that do not sign their callbacks.
+        pub callback_token: String,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod phone_number {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "phone_numbers")]
+    pub struct Model {
+        /// `pn_…`
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub workspace_id: String,
+        /// E.164, unique per workspace.
+        pub phone_number: String,
+        /// The carrier account calls from this number go through; `None` is the sandbox.
+        pub carrier_id: Option<String>,
+        /// The voice agent mapped to this number (its calls use it as caller ID).
+        pub agent_id: Option<String>,
+        pub label: Option<String>,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
