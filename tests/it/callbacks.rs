@@ -121,14 +121,21 @@ async fn failed_callbacks_are_retried_with_the_same_webhook_id() {
     assert!(failed.iter().all(|d| d.body["event"] == "call.completed"), "transcript.ready waits for call.completed");
     assert_eq!(&deliveries[0].headers["webhook-id"], first_id);
 
-    let rows = outbox::Entity::find()
-        .filter(outbox::Column::CallId.eq(call_id.as_str()))
-        .order_by_asc(outbox::Column::Id)
-        .all(&server.db)
-        .await
-        .unwrap();
+    let outbox_rows = || async {
+        outbox::Entity::find()
+            .filter(outbox::Column::CallId.eq(call_id.as_str()))
+            .order_by_asc(outbox::Column::Id)
+            .all(&server.db)
+            .await
+            .unwrap()
+    };
+    // The receiver has the message a moment before the worker records it as delivered.
+    eventually("both callbacks recorded as delivered", || async {
+        outbox_rows().await.iter().all(|r| r.status == "delivered")
+    })
+    .await;
+    let rows = outbox_rows().await;
     assert_eq!(rows.len(), 2);
-    assert!(rows.iter().all(|r| r.status == "delivered"));
     assert_eq!(rows[0].attempts, 4);
     assert_eq!(rows[1].attempts, 1);
     server.stop().await;

@@ -6,6 +6,8 @@ mod agents;
 mod api_errors;
 mod callbacks;
 mod campaigns;
+mod carrier_mocks;
+mod carriers;
 mod cli;
 mod contacts;
 mod crash;
