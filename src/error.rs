@@ -48,6 +48,9 @@ pub enum ApiError {
     /// A dependency (the database) is down; the request may be retried.
     #[error("{0}")]
     Unavailable(String),
+    /// An upstream (a carrier) refused or failed the request Dialplane made for it.
+    #[error("{0}")]
+    BadGateway(String),
     /// A bug or an unexpected failure; details go to the log only.
     #[error("internal error: {0}")]
     Internal(String),
@@ -64,6 +67,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -88,7 +92,8 @@ impl ApiError {
             | ApiError::Forbidden(detail)
             | ApiError::NotFound(detail)
             | ApiError::Conflict(detail)
-            | ApiError::Unavailable(detail) => json!({ "detail": detail }),
+            | ApiError::Unavailable(detail)
+            | ApiError::BadGateway(detail) => json!({ "detail": detail }),
             ApiError::Validation(errors) => json!({ "detail": errors }),
             ApiError::Internal(message) => {
                 tracing::error!(error = %message, "request failed");
@@ -112,6 +117,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::BadGateway(_) => "carrier_error",
             ApiError::Internal(_) => "internal_error",
         }
     }

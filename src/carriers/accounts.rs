@@ -375,6 +375,17 @@ pub async fn delete_account(db: &impl ConnectionTrait, id: &str) -> Result<(), D
     carrier_account::Entity::delete_by_id(id.to_string()).exec(db).await.map(|_| ())
 }
 
+/// Counts the calls through an account that are not finished (their recording may still be
+/// fetched from it).
+pub async fn count_unfinished_calls_of(db: &impl ConnectionTrait, carrier_id: &str) -> Result<u64, DbErr> {
+    use crate::store::entities::call;
+    call::Entity::find()
+        .filter(call::Column::Carrier.eq(carrier_id))
+        .filter(call::Column::IsLive.eq(true))
+        .count(db)
+        .await
+}
+
 pub async fn count_numbers_of(db: &impl ConnectionTrait, carrier_id: &str) -> Result<u64, DbErr> {
     phone_number::Entity::find().filter(phone_number::Column::CarrierId.eq(carrier_id)).count(db).await
 }

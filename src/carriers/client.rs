@@ -13,6 +13,8 @@ use tracing::warn;
 const RATE_LIMITED_ATTEMPTS: u32 = 6;
 /// The longest single wait a carrier's `Retry-After` may impose.
 const LONGEST_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// The longest a request waits out rate limits in all.
+const LONGEST_TOTAL_WAIT: Duration = Duration::from_secs(90);
 
 /// Returns the HTTP client carrier adapters use: 15 s per request, no redirects, and unless
 /// `allow_private`, only public addresses (a workspace names its carrier's API base URL, which
@@ -32,8 +34,10 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Duration {
         return Duration::from_secs(1);
     };
     let raw = raw.trim();
+    let longest = LONGEST_RETRY_AFTER.as_secs_f64();
     let wait = if let Ok(seconds) = raw.parse::<f64>() {
-        Duration::from_secs_f64(seconds.max(0.0))
+        // Clamped first: `inf`, `NaN` or `1e20` must not reach the conversion.
+        Duration::from_secs_f64(if seconds.is_finite() { seconds.clamp(0.0, longest) } else { longest })
     } else if let Ok(at) = chrono::DateTime::parse_from_rfc2822(raw) {
         (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or_default()
     } else {
@@ -44,6 +48,7 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Duration {
 
 /// Sends a request, waiting out `429 Too Many Requests` as the carrier asks.
 pub async fn send(provider: &str, build: impl Fn() -> RequestBuilder) -> Result<Response, CarrierError> {
+    let mut waited = Duration::ZERO;
     for attempt in 1..=RATE_LIMITED_ATTEMPTS {
         let response =
             build().send().await.map_err(|e| CarrierError::Unavailable(format!("{provider}: {}", e.without_url())))?;
@@ -51,8 +56,12 @@ pub async fn send(provider: &str, build: impl Fn() -> RequestBuilder) -> Result<
             return Ok(response);
         }
         let wait = retry_after(response.headers());
+        if waited + wait > LONGEST_TOTAL_WAIT {
+            break;
+        }
         warn!(provider, attempt, wait_ms = wait.as_millis() as u64, "carrier rate-limited the request; waiting");
         tokio::time::sleep(wait).await;
+        waited += wait;
     }
     Err(CarrierError::Unavailable(format!("{provider} kept answering 429 Too Many Requests")))
 }
@@ -144,6 +153,10 @@ mod tests {
         assert_eq!(retry_after(&headers), Duration::from_secs(30));
         headers.insert(reqwest::header::RETRY_AFTER, "3600".parse().unwrap());
         assert_eq!(retry_after(&headers), LONGEST_RETRY_AFTER);
+        for absurd in ["inf", "NaN", "1e20", "-5"] {
+            headers.insert(reqwest::header::RETRY_AFTER, absurd.parse().unwrap());
+            assert!(retry_after(&headers) <= LONGEST_RETRY_AFTER, "{absurd}");
+        }
         headers.insert(reqwest::header::RETRY_AFTER, "Fri, 31 Dec 1999 23:59:59 GMT".parse().unwrap());
         assert_eq!(retry_after(&headers), Duration::ZERO, "a date in the past means now");
     }

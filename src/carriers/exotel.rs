@@ -127,6 +127,8 @@ pub struct ExotelCarrier {
     http: reqwest::Client,
     /// `{public}/providers/exotel/{carrier_id}/{token}/status`
     status_callback: String,
+    /// Whether URLs on private addresses may be fetched (development and tests).
+    allow_private: bool,
 }
 
 impl ExotelCarrier {
@@ -144,6 +146,7 @@ impl ExotelCarrier {
                 "{}/providers/exotel/{carrier_id}/{token}/status",
                 public_url.trim_end_matches('/')
             ),
+            allow_private,
         })
     }
 
@@ -229,6 +232,11 @@ impl Carrier for ExotelCarrier {
     }
 
     async fn fetch_recording(&self, _call: &CallRecord, url: &str) -> Result<Recording, CarrierError> {
+        // The URL comes from a callback: it must not reach into the internal network (the
+        // client's resolver refuses private names; literal addresses are refused here).
+        if crate::netguard::check_callback_url(url, self.allow_private).is_err() {
+            return Err(CarrierError::Rejected("the recording URL is not a public http(s) URL".to_string()));
+        }
         // Exotel serves recordings from its own storage; credentials go only to its API.
         let authenticated = client::same_origin(url, &self.settings.api_base);
         let response =

@@ -100,18 +100,17 @@ pub fn verify_webhook(
     validation.validate_exp = false;
     validation.validate_nbf = false;
     validation.set_issuer(&[api_key]);
-    validation.required_spec_claims = ["iss".to_string()].into_iter().collect();
+    validation.required_spec_claims = ["iss".to_string(), "exp".to_string()].into_iter().collect();
     let data = jsonwebtoken::decode::<Value>(token, &DecodingKey::from_secret(api_secret.as_bytes()), &validation)
         .map_err(|e| WebhookError::Invalid(e.to_string()))?;
     // Dates are checked here against the caller's clock, so tests can freeze it.
     let leeway = 60;
-    if let Some(exp) = data.claims.get("exp").and_then(Value::as_i64)
-        && now > exp + leeway
-    {
+    let exp = data.claims.get("exp").and_then(Value::as_i64).ok_or(WebhookError::Invalid("no exp".to_string()))?;
+    if now > exp.saturating_add(leeway) {
         return Err(WebhookError::Invalid("token expired".to_string()));
     }
     if let Some(nbf) = data.claims.get("nbf").and_then(Value::as_i64)
-        && now + leeway < nbf
+        && now.saturating_add(leeway) < nbf
     {
         return Err(WebhookError::Invalid("token not yet valid".to_string()));
     }
@@ -303,14 +302,15 @@ impl Carrier for LivekitCarrier {
             .get("participants")
             .and_then(Value::as_array)
             .and_then(|ps| ps.iter().find(|p| p.get("identity").and_then(Value::as_str) == Some(identity.as_str())));
+        // A customer who is gone ends their leg as canceled: the state machine still ends the
+        // call completed if it saw them answer, and never takes a lost call for an answered one.
         let status = match participant {
             Some(p) => match p.pointer("/attributes/sip.callStatus").and_then(Value::as_str) {
                 Some("dialing" | "ringing") => LegStatus::Ringing,
-                Some("hangup") => LegStatus::Completed,
+                Some("hangup") => LegStatus::Canceled,
                 _ => LegStatus::Answered,
             },
-            // The room is there but the customer is not: their call is over.
-            None => LegStatus::Completed,
+            None => LegStatus::Canceled,
         };
         let update = CarrierUpdate {
             sequence: u64::MAX / 2,
@@ -374,6 +374,20 @@ mod tests {
             signal_of(&serde_json::from_slice(body).unwrap()),
             RoomSignal::RoomFinished { room: "call-123".into() }
         );
+    }
+
+    #[test]
+    fn webhook_tokens_without_an_expiry_are_refused() {
+        let body = b"{}";
+        let claims = json!({"iss": "key", "sha256": STANDARD.encode(Sha256::digest(body))});
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"secret"))
+            .unwrap();
+        assert!(matches!(verify_webhook(Some(&token), body, "key", "secret", 0), Err(WebhookError::Invalid(_))));
+        let far =
+            json!({"iss": "key", "exp": i64::MAX, "nbf": i64::MAX, "sha256": STANDARD.encode(Sha256::digest(body))});
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &far, &EncodingKey::from_secret(b"secret")).unwrap();
+        assert!(matches!(verify_webhook(Some(&token), body, "key", "secret", 0), Err(WebhookError::Invalid(_))));
     }
 
     #[test]

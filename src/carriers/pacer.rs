@@ -1,6 +1,8 @@
 //! Calls-per-second pacing per carrier account: each placement reserves the next free slot
 //! (GCRA: slots `1 / calls_per_second` apart) and waits for it, so calls over the cap queue in
-//! reservation order instead of failing. With Redis the slots are shared by every node (the
+//! reservation order instead of failing. The queue is bounded in time ([`LONGEST_QUEUE_WAIT`]):
+//! a call that would wait longer is refused at once, because a call dialled minutes after its
+//! watchdog gave it up would ring someone untracked. With Redis the slots are shared by every node (the
 //! reservation is one script run on Redis's clock); without it, or while it is unreachable, they
 //! are kept in process.
 
@@ -12,23 +14,39 @@ use redis::aio::ConnectionManager;
 use tokio::time::Instant;
 use tracing::warn;
 
-/// Reserves a slot on Redis's clock, in microseconds; returns how long to wait for it.
+/// The longest a placement waits for its slot (well under the call's dial timeout).
+pub const LONGEST_QUEUE_WAIT: Duration = Duration::from_secs(60);
+
+/// Reserves a slot on Redis's clock, in microseconds; returns how long to wait for it, or -1
+/// (reserving nothing) when that is longer than ARGV[2].
 const RESERVE_SCRIPT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 local start = math.max(tat, now)
+if start - now > tonumber(ARGV[2]) then
+  return -1
+end
 local next_free = start + interval
 redis.call('SET', KEYS[1], string.format('%.0f', next_free), 'PX', math.floor((next_free - now) / 1000) + 1000)
 return math.floor(start - now)
 ";
 
-/// Returns how long a reservation made at `now` waits, and moves the account's next free slot.
-pub fn reserve_slot(next_free: &mut Option<Instant>, now: Instant, interval: Duration) -> Duration {
+/// Returns how long a reservation made at `now` waits, and moves the account's next free slot;
+/// `None`, reserving nothing, when the wait would be longer than `longest`.
+pub fn reserve_slot(
+    next_free: &mut Option<Instant>,
+    now: Instant,
+    interval: Duration,
+    longest: Duration,
+) -> Option<Duration> {
     let start = next_free.map_or(now, |t| t.max(now));
+    if start - now > longest {
+        return None;
+    }
     *next_free = Some(start + interval);
-    start - now
+    Some(start - now)
 }
 
 /// Per-account pacing of call placements.
@@ -51,8 +69,9 @@ impl Pacer {
         Ok(Pacer { redis: Some((connection, prefix.to_string())), local: Mutex::new(HashMap::new()) })
     }
 
-    /// Reserves the account's next slot and returns how long to wait for it.
-    pub async fn reserve(&self, account: &str, interval: Duration) -> Duration {
+    /// Reserves the account's next slot and returns how long to wait for it; `None` when the
+    /// queue is longer than [`LONGEST_QUEUE_WAIT`].
+    pub async fn reserve(&self, account: &str, interval: Duration) -> Option<Duration> {
         if let Some((connection, prefix)) = &self.redis {
             let mut connection = connection.clone();
             let reserved: Result<i64, _> = redis::cmd("EVAL")
@@ -60,25 +79,30 @@ impl Pacer {
                 .arg(1)
                 .arg(format!("{prefix}:cps:{account}"))
                 .arg(interval.as_micros() as u64)
+                .arg(LONGEST_QUEUE_WAIT.as_micros() as u64)
                 .query_async(&mut connection)
                 .await;
             match reserved {
-                Ok(wait) => return Duration::from_micros(wait.max(0) as u64),
+                Ok(wait) if wait < 0 => return None,
+                Ok(wait) => return Some(Duration::from_micros(wait as u64)),
                 Err(e) => warn!(error = %e, "Redis unavailable for call pacing; pacing in process"),
             }
         }
         let mut local = self.local.lock().expect("pacer lock");
-        reserve_slot(local.entry(account.to_string()).or_default(), Instant::now(), interval)
+        reserve_slot(local.entry(account.to_string()).or_default(), Instant::now(), interval, LONGEST_QUEUE_WAIT)
     }
 
-    /// Waits for the account's next slot.
-    pub async fn wait_turn(&self, account: &str, calls_per_second: f64) {
-        let interval = Duration::from_secs_f64(1.0 / calls_per_second.max(0.001));
-        let wait = self.reserve(account, interval).await;
+    /// Waits for the account's next slot; false when the queue is too long to join.
+    pub async fn wait_turn(&self, account: &str, calls_per_second: f64) -> bool {
+        let interval = Duration::from_secs_f64(1.0 / calls_per_second.clamp(0.001, 1000.0));
+        let Some(wait) = self.reserve(account, interval).await else {
+            return false;
+        };
         if !wait.is_zero() {
             crate::telemetry::carrier_queued(wait);
             tokio::time::sleep(wait).await;
         }
+        true
     }
 }
 
@@ -91,11 +115,17 @@ mod tests {
         let start = Instant::now();
         let interval = Duration::from_millis(500);
         let mut next_free = None;
-        let waits: Vec<Duration> = (0..4).map(|_| reserve_slot(&mut next_free, start, interval)).collect();
-        assert_eq!(waits, [0, 500, 1000, 1500].map(Duration::from_millis));
+        let longest = Duration::from_secs(1);
+        let waits: Vec<_> = (0..4).map(|_| reserve_slot(&mut next_free, start, interval, longest)).collect();
+        assert_eq!(waits, [Some(0), Some(500), Some(1000), None].map(|w| w.map(Duration::from_millis)));
+        // The refused reservation took no slot.
+        assert_eq!(
+            reserve_slot(&mut next_free, start + interval, interval, longest),
+            Some(Duration::from_millis(1000))
+        );
         // After a long idle spell the next call goes at once, and only one.
         let later = start + Duration::from_secs(60);
-        assert_eq!(reserve_slot(&mut next_free, later, interval), Duration::ZERO);
-        assert_eq!(reserve_slot(&mut next_free, later, interval), interval);
+        assert_eq!(reserve_slot(&mut next_free, later, interval, longest), Some(Duration::ZERO));
+        assert_eq!(reserve_slot(&mut next_free, later, interval, longest), Some(interval));
     }
 }

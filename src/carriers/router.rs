@@ -57,6 +57,11 @@ pub struct CarrierRouter {
     /// Whether carrier APIs may be on private addresses (development and tests).
     allow_private: bool,
     directory: RwLock<Arc<Directory>>,
+    /// Serialises reloads, so an older read never replaces a newer one.
+    reloading: tokio::sync::Mutex<()>,
+    /// When a look-up miss last caused a reload (misses reload at most once a second, so
+    /// requests naming unknown accounts cannot turn into a reload each).
+    last_miss_reload: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 fn digits(number: &str) -> String {
@@ -71,6 +76,8 @@ impl CarrierRouter {
             public_url: public_url.to_string(),
             allow_private,
             directory: RwLock::new(Arc::new(Directory::default())),
+            reloading: tokio::sync::Mutex::new(()),
+            last_miss_reload: std::sync::Mutex::new(None),
         }
     }
 
@@ -102,6 +109,7 @@ impl CarrierRouter {
 
     /// Reads every account and number again.
     pub async fn reload(&self, db: &impl ConnectionTrait) -> Result<(), DbErr> {
+        let _one_at_a_time = self.reloading.lock().await;
         let mut directory = Directory::default();
         for row in accounts::all_accounts(db).await? {
             match self.entry_of(&row) {
@@ -143,6 +151,30 @@ impl CarrierRouter {
     /// Returns an account by id.
     pub fn account(&self, id: &str) -> Option<Arc<AccountEntry>> {
         self.snapshot().accounts.get(id).cloned()
+    }
+
+    /// Returns an account by id, reading the database again when it is not known yet (another
+    /// node may have just created it).
+    pub async fn account_or_reload(
+        &self,
+        db: &impl ConnectionTrait,
+        id: &str,
+    ) -> Result<Option<Arc<AccountEntry>>, DbErr> {
+        if let Some(entry) = self.account(id) {
+            return Ok(Some(entry));
+        }
+        let due = {
+            let mut last = self.last_miss_reload.lock().expect("miss lock");
+            let due = last.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(1));
+            if due {
+                *last = Some(std::time::Instant::now());
+            }
+            due
+        };
+        if due && id.starts_with("car_") {
+            self.reload(db).await?;
+        }
+        Ok(self.account(id))
     }
 
     /// Returns the LiveKit accounts whose API key is `api_key`.
@@ -189,7 +221,16 @@ impl Carrier for CarrierRouter {
         let Some(entry) = self.entry(call)? else {
             return self.sandbox.place_call(call).await;
         };
-        self.pacer.wait_turn(&entry.id, entry.calls_per_second).await;
+        if !self.pacer.wait_turn(&entry.id, entry.calls_per_second).await {
+            return Err(CarrierError::Refused {
+                reason: "carrier_queue_full",
+                detail: format!(
+                    "more than {} s of calls are queued for this carrier account's {} calls per second",
+                    super::pacer::LONGEST_QUEUE_WAIT.as_secs(),
+                    entry.calls_per_second
+                ),
+            });
+        }
         entry.adapter.place_call(call).await
     }
 

@@ -123,18 +123,22 @@ pub fn recording_event(pairs: &[(String, String)]) -> Result<Option<Event>, Stri
     }
 }
 
-/// A Twilio error body (the 2010 API's legacy format).
+/// A Twilio error body: the 2010 API's legacy `{code, message, more_info, status}`, or RFC 9457
+/// Problem Details (`type`, `title`, `detail`, with `code`).
 #[derive(Debug, Deserialize)]
 struct ErrorBody {
     code: Option<u32>,
     message: Option<String>,
+    title: Option<String>,
+    detail: Option<String>,
 }
 
 /// Maps a Twilio error answer to a carrier error with a clear reason.
 pub fn error_of(status: u16, body: &str) -> CarrierError {
     let parsed: Option<ErrorBody> = serde_json::from_str(body).ok();
     let code = parsed.as_ref().and_then(|b| b.code);
-    let message = parsed.and_then(|b| b.message).unwrap_or_else(|| body.chars().take(200).collect());
+    let message =
+        parsed.and_then(|b| b.message.or(b.detail).or(b.title)).unwrap_or_else(|| body.chars().take(200).collect());
     let detail = match code {
         Some(code) => format!("Twilio error {code}: {message}"),
         None => format!("Twilio answered {status}: {message}"),
@@ -147,6 +151,7 @@ pub fn error_of(status: u16, body: &str) -> CarrierError {
         Some(21610) => "number_blocked",
         _ if status >= 500 => return CarrierError::Unavailable(detail),
         Some(20404) => "carrier_not_found",
+        None if status == 401 || status == 403 => "carrier_auth_failed",
         _ => return CarrierError::Rejected(detail),
     };
     CarrierError::Refused { reason, detail }
@@ -500,5 +505,10 @@ mod tests {
         assert_eq!(error_of(401, r#"{"code": 20003, "message": "Authenticate"}"#).reason_code(), "carrier_auth_failed");
         assert!(error_of(503, "oops").is_retryable());
         assert_eq!(error_of(400, r#"{"code": 99999, "message": "?"}"#).reason_code(), "carrier_rejected");
+        let problem = r#"{"type": "https://www.twilio.com/docs/errors/21211", "title": "Invalid 'To' Phone Number", "status": 400, "code": 21211, "detail": "not a valid phone number"}"#;
+        let error = error_of(400, problem);
+        assert_eq!(error.reason_code(), "invalid_number");
+        assert!(error.to_string().contains("not a valid phone number"));
+        assert_eq!(error_of(401, "Unauthorized").reason_code(), "carrier_auth_failed");
     }
 }

@@ -89,8 +89,9 @@ fn live_at_carrier(call: &call::Model) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::Conflict("The carrier has not accepted the call yet; retry shortly".to_string()))
 }
 
+/// A carrier that could not be reached is a 503 (retry later); one that refused is a 502.
 fn carrier_failure(e: CarrierError) -> ApiError {
-    if e.is_retryable() { ApiError::Unavailable(e.to_string()) } else { ApiError::Conflict(e.to_string()) }
+    if e.is_retryable() { ApiError::Unavailable(e.to_string()) } else { ApiError::BadGateway(e.to_string()) }
 }
 
 async fn log_action(app: &App, call: &call::Model, kind: &str, payload: Value) -> Result<(), ApiError> {

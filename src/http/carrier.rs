@@ -112,7 +112,7 @@ pub async fn twilio_callback(
     signature: Option<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let account = app.carriers.account(&carrier_id);
+    let account = app.carriers.account_or_reload(&app.db, &carrier_id).await?;
     let Some(AccountSettings::Twilio(settings)) = account.as_ref().map(|a| &a.settings) else {
         return Err(ApiError::NotFound("Carrier account not found".to_string()));
     };
@@ -164,7 +164,7 @@ pub async fn exotel_callback(
     content_type: Option<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let account = app.carriers.account(&carrier_id);
+    let account = app.carriers.account_or_reload(&app.db, &carrier_id).await?;
     let Some(account) = account.filter(|a| matches!(a.settings, AccountSettings::Exotel(_))) else {
         return Err(ApiError::NotFound("Carrier account not found".to_string()));
     };
@@ -211,40 +211,46 @@ pub async fn livekit_webhook(app: Arc<App>, authorization: Option<String>, body:
     };
     let key = livekit::claimed_key(authorization.as_deref()).map_err(|e| refuse(e.to_string()))?;
     let now = Utc::now().timestamp();
-    let account = app
+    // Every account this webhook verifies for (workspaces may share a LiveKit deployment).
+    let mut verified: Vec<_> = app
         .carriers
         .livekit_accounts(&key)
         .into_iter()
-        .find(|account| match &account.settings {
+        .filter(|account| match &account.settings {
             AccountSettings::Livekit(s) => {
                 livekit::verify_webhook(authorization.as_deref(), &body, &s.api_key, &s.api_secret, now).is_ok()
             }
             _ => false,
         })
-        .ok_or_else(|| refuse("no LiveKit carrier verifies this webhook".to_string()))?;
+        .collect();
+    if verified.is_empty() {
+        return Err(refuse("no LiveKit carrier verifies this webhook".to_string()));
+    }
+    verified.sort_by(|a, b| a.id.cmp(&b.id));
     let event: Value = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
     let (_, created_at) = livekit::event_identity(&event);
     let sequence = created_at.unwrap_or_else(|| Utc::now().timestamp()).max(0) as u64;
     let signal = livekit::signal_of(&event);
     let room = match &signal {
-        livekit::RoomSignal::RoomStarted { room } => {
-            let count = app.livekit_rooms.started(room).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
-            telemetry::set_livekit_active_calls(count);
-            Some(room.clone())
-        }
-        livekit::RoomSignal::RoomFinished { room } => {
-            let count = app.livekit_rooms.finished(room).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
-            telemetry::set_livekit_active_calls(count);
-            Some(room.clone())
-        }
-        livekit::RoomSignal::Customer { room, .. } => Some(room.clone()),
+        livekit::RoomSignal::RoomStarted { room }
+        | livekit::RoomSignal::RoomFinished { room }
+        | livekit::RoomSignal::Customer { room, .. } => Some(room.clone()),
         livekit::RoomSignal::Other => event.pointer("/room/name").and_then(Value::as_str).map(str::to_string),
     };
-    // Rooms are named for their calls; rooms of other apps are only counted.
-    let call = match room {
-        Some(room) => calls::find(&app.db, &room).await?.filter(|c| c.carrier == account.id),
+    // Rooms are named for their calls: the account that placed the call owns the room.
+    let call = match &room {
+        Some(room) => calls::find(&app.db, room).await?.filter(|c| verified.iter().any(|a| a.id == c.carrier)),
         None => None,
     };
+    let owner = call.as_ref().map_or(verified[0].id.clone(), |c| c.carrier.clone());
+    let counted = match &signal {
+        livekit::RoomSignal::RoomStarted { room } => Some(app.livekit_rooms.started(&owner, room).await),
+        livekit::RoomSignal::RoomFinished { room } => Some(app.livekit_rooms.finished(&owner, room).await),
+        _ => None,
+    };
+    if let Some(count) = counted {
+        telemetry::set_livekit_active_calls(count.map_err(|e| ApiError::Unavailable(e.to_string()))?);
+    }
     let Some(call) = call else {
         telemetry::carrier_callback("livekit", "no_call");
         return Ok(received());
@@ -262,11 +268,9 @@ pub async fn livekit_webhook(app: Arc<App>, authorization: Option<String>, body:
     };
     let events = match signal {
         livekit::RoomSignal::Customer { status, .. } => vec![update(status)],
-        livekit::RoomSignal::RoomFinished { .. } => {
-            // A room that closes ends its call: completed if the customer was on it.
-            let answered = crate::call_view::state_of(&call).is_some_and(|s| s.customer_leg.answered_at.is_some());
-            vec![update(if answered { LegStatus::Completed } else { LegStatus::Canceled })]
-        }
+        // A room that closes ends its call. Canceled, not completed: the state machine ends the
+        // call completed if the customer answered, whichever of the webhooks came first.
+        livekit::RoomSignal::RoomFinished { .. } => vec![update(LegStatus::Canceled)],
         _ => Vec::new(),
     };
     let kind = event.get("event").and_then(Value::as_str).unwrap_or("unknown").to_string();

@@ -71,7 +71,7 @@ pub async fn create_account(app: Arc<App>, authorization: Option<String>, body: 
     settings.check_reachable(app.config.allow_private_callbacks)?;
     let now = Utc::now();
     let row = carrier_account::Model {
-        id: ids::new_id("car_"),
+        id: ids::new_id("car"),
         workspace_id: user.workspace_id.clone(),
         name,
         provider: provider.as_str().to_string(),
@@ -144,6 +144,18 @@ pub async fn update_account(
     };
     let settings = AccountSettings::parse(provider, &config, &credentials)?;
     settings.check_reachable(app.config.allow_private_callbacks)?;
+    // Credentials are only ever sent to the API they were given for: moving the account to
+    // another API needs them again, so a caller who never saw them cannot redirect them.
+    let before = AccountSettings::of_row(&row)?;
+    if before.api_base().0 != settings.api_base().0 && !body.contains_key("credentials") {
+        let field = settings.api_base().1;
+        return Err(ApiError::field(
+            "body",
+            "credentials",
+            format!("credentials must be given again when {field} changes"),
+            "missing",
+        ));
+    }
     row.config = settings.public_config().to_string();
     row.credentials = settings.credentials().to_string();
     if body.contains_key("calls_per_second") {
@@ -166,6 +178,10 @@ pub async fn delete_account(app: Arc<App>, authorization: Option<String>, id: St
         return Err(ApiError::Conflict(format!(
             "{attached} phone number(s) still use this carrier account; move or delete them first"
         )));
+    }
+    let live = accounts::count_unfinished_calls_of(&app.db, &row.id).await?;
+    if live > 0 {
+        return Err(ApiError::Conflict(format!("{live} call(s) through this carrier account are not finished yet")));
     }
     accounts::delete_account(&app.db, &row.id).await?;
     reload(&app).await?;
@@ -240,7 +256,7 @@ pub async fn create_number(app: Arc<App>, authorization: Option<String>, body: B
     let number = phone_field(&body, "phone_number", &app.config.default_country)?;
     let now = Utc::now();
     let row = phone_number::Model {
-        id: ids::new_id("pn_"),
+        id: ids::new_id("pn"),
         workspace_id: user.workspace_id.clone(),
         phone_number: number,
         carrier_id: carrier_field(&app, &user, &body).await?,
