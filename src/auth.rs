@@ -1,6 +1,7 @@
 //! Authentication: argon2id password hashes and HS256 JWTs (a short-lived access token and a
 //! longer refresh token). Handlers call [`Authenticator::authenticate`] with the `Authorization`
-//! header; it answers with the user or [`ApiError::Unauthenticated`].
+//! header; it answers with the user or [`ApiError::Unauthenticated`]. Users read for a token are
+//! kept for [`USER_CACHE_TTL`], so a busy client does not cost a database read per request.
 
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use chrono::Utc;
@@ -15,6 +16,11 @@ use crate::store::{entities::user, users};
 pub const ACCESS_TTL_S: i64 = 30 * 60;
 /// Lifetime of a refresh token.
 pub const REFRESH_TTL_S: i64 = 7 * 24 * 60 * 60;
+/// How long a user read for a token is trusted before it is read again: a user deactivated or
+/// moved meanwhile keeps access for at most this long.
+pub const USER_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+/// Most users kept at once (the cache starts over when full).
+const USER_CACHE_CAPACITY: usize = 10_000;
 
 /// Returns the argon2id PHC string of `password`.
 pub fn hash_password(password: &str) -> anyhow::Result<String> {
@@ -66,12 +72,18 @@ pub struct TokenPair {
 pub struct Authenticator {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// Users recently read, by id, with when they were read.
+    users: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, user::Model)>>,
 }
 
 impl Authenticator {
     /// Builds an authenticator that signs with `secret`.
     pub fn new(secret: &[u8]) -> Self {
-        Authenticator { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret) }
+        Authenticator {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            users: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
     }
 
     /// Issues an access and a refresh token for `user`.
@@ -103,6 +115,22 @@ impl Authenticator {
         (claims.typ == "access").then_some(claims)
     }
 
+    /// Returns a user by id: from the cache while fresh, else from the database.
+    async fn user(&self, db: &DatabaseConnection, id: &str) -> Result<user::Model, ApiError> {
+        if let Some((read_at, user)) = self.users.lock().expect("user cache lock").get(id)
+            && read_at.elapsed() < USER_CACHE_TTL
+        {
+            return Ok(user.clone());
+        }
+        let user = users::find_by_id(db, id).await?.ok_or(ApiError::Unauthenticated)?;
+        let mut cache = self.users.lock().expect("user cache lock");
+        if cache.len() >= USER_CACHE_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(id.to_string(), (std::time::Instant::now(), user.clone()));
+        Ok(user)
+    }
+
     /// Returns the user behind an `Authorization: Bearer …` header.
     ///
     /// A missing, malformed, expired or foreign token, or one whose user is gone, is
@@ -118,7 +146,7 @@ impl Authenticator {
             .filter(|token| !token.is_empty())
             .ok_or(ApiError::Unauthenticated)?;
         let claims = self.verify_access(token).ok_or(ApiError::Unauthenticated)?;
-        let user = users::find_by_id(db, &claims.sub).await?.ok_or(ApiError::Unauthenticated)?;
+        let user = self.user(db, &claims.sub).await?;
         if user.workspace_id != claims.wid {
             return Err(ApiError::Unauthenticated);
         }

@@ -174,6 +174,7 @@ pub async fn run(
     let sandbox_api_key = hex::encode(derive_key(&master, "sandbox-api"));
     let sandbox = Arc::new(SandboxNetwork::new(
         db.clone(),
+        writer.clone(),
         sandbox_callback_key.clone(),
         sandbox_api_key.clone(),
         config.sandbox_time_scale,

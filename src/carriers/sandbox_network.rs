@@ -23,16 +23,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::{debug, warn};
 
 use super::sandbox::{PlaceCallRequest, PlaceCallResponse, SIGNATURE_HEADER, StatusCallback};
 use crate::store::entities::sandbox_call;
+use crate::store::writer::{WriteOp, Writer};
 use crate::{ids, signing};
 
 /// What the sandbox does with a call.
@@ -220,6 +218,8 @@ fn recording_script(kind: &str, scenario: Scenario) -> Option<serde_json::Value>
 /// restart of the engine: unfinished timelines resume, and status requests are answered from it.
 pub struct SandboxNetwork {
     db: DatabaseConnection,
+    /// The sandbox's own log goes through the group-commit writer, like the engine's writes.
+    writer: Writer,
     http: reqwest::Client,
     /// Signs the status callbacks.
     callback_key: Vec<u8>,
@@ -234,6 +234,7 @@ impl SandboxNetwork {
     /// Builds the network; recordings are served under `public_base`.
     pub fn new(
         db: DatabaseConnection,
+        writer: Writer,
         callback_key: Vec<u8>,
         api_key: String,
         time_scale: f64,
@@ -241,6 +242,7 @@ impl SandboxNetwork {
     ) -> anyhow::Result<Self> {
         Ok(SandboxNetwork {
             db,
+            writer,
             http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?,
             callback_key,
             api_key,
@@ -288,7 +290,7 @@ impl SandboxNetwork {
             acked_sequence: 0,
             finished: false,
         };
-        let inserted = row.clone().into_active_model().reset_all().insert(&self.db).await;
+        let inserted = self.writer.write(WriteOp::SandboxCall(Box::new(row.clone()))).await;
         if let Err(e) = inserted {
             warn!(error = %e, "sandbox could not record a call");
             return Err(Refusal { status: 503, body: json!({ "code": 20503, "message": "Service unavailable" }) });
@@ -390,12 +392,8 @@ impl SandboxNetwork {
     }
 
     async fn record_progress(&self, sid: &str, acked_sequence: i32, finished: bool) {
-        let update = sandbox_call::Entity::update_many()
-            .filter(sandbox_call::Column::Sid.eq(sid))
-            .col_expr(sandbox_call::Column::AckedSequence, Expr::value(acked_sequence))
-            .col_expr(sandbox_call::Column::Finished, Expr::value(finished))
-            .exec(&self.db)
-            .await;
+        let update =
+            self.writer.write(WriteOp::SandboxProgress { sid: sid.to_string(), acked_sequence, finished }).await;
         if let Err(e) = update {
             debug!(call.sid = %sid, error = %e, "sandbox progress not recorded; a callback may be sent again");
         }

@@ -63,6 +63,37 @@ pub fn apply_state(row: &mut call::Model, state: &CallState, now: DateTime<Utc>)
     row.ended_at = state.ended_at;
 }
 
+/// Writes a state onto its call's row with one `UPDATE` of the state columns, without reading
+/// the row first (for transitions that publish nothing). Fails when the call is not stored.
+pub async fn update_state(
+    conn: &impl ConnectionTrait,
+    record: &CallRecord,
+    state: &CallState,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let duration = |s: Option<u32>| s.map(|s| i32::try_from(s).unwrap_or(i32::MAX));
+    let updated = call::Entity::update_many()
+        .col_expr(call::Column::Status, Expr::value(state.api_status().to_string()))
+        .col_expr(call::Column::Reason, Expr::value(state.reason.clone()))
+        .col_expr(call::Column::ProviderCallId, Expr::value(state.provider_call_id.clone()))
+        .col_expr(call::Column::TranscriptStatus, Expr::value(state.transcript.as_str().to_string()))
+        .col_expr(call::Column::RecordingStatus, Expr::value(state.recording.as_str().to_string()))
+        .col_expr(call::Column::DurationS, Expr::value(duration(state.duration_s)))
+        .col_expr(call::Column::AnswerDurationS, Expr::value(duration(state.answer_duration_s)))
+        .col_expr(call::Column::State, Expr::value(serde_json::to_string(state).expect("call state serializes")))
+        .col_expr(call::Column::IsLive, Expr::value(!state.is_finished()))
+        .col_expr(call::Column::UpdatedAt, Expr::value(now))
+        .col_expr(call::Column::EndedAt, Expr::value(state.ended_at))
+        .filter(call::Column::Id.eq(record.id.as_str()))
+        .filter(call::Column::WorkspaceId.eq(record.workspace_id.as_str()))
+        .exec(conn)
+        .await?;
+    if updated.rows_affected == 0 {
+        return Err(DbErr::RecordNotFound(format!("call {} is not stored", record.id)));
+    }
+    Ok(())
+}
+
 /// Returns the actors' view of a call row, with its state.
 pub fn record_of(row: &call::Model) -> Result<(CallRecord, CallState), DbErr> {
     let call_type = CallType::from_api_str(&row.call_type)

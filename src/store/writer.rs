@@ -1,22 +1,24 @@
 //! The group-commit writer: one task owns the hot writes (call creation, call transitions with their
 //! events and outbox rows, carrier-callback log rows, webhook delivery attempts). It takes every write that queued up while the
-//! previous batch ran, applies each inside its own savepoint of one transaction, commits once, and
-//! only then answers each caller. A 200 still means the write is on disk; a failing write rolls back
-//! its savepoint alone.
+//! previous batch ran, applies them in one transaction, commits once, and only then answers each
+//! caller. A 200 still means the write is on disk. When a write of the batch fails, the batch is
+//! run again with each write in its own savepoint, so only the failing write fails.
 
 use std::sync::Arc;
 
 use chrono::Utc;
 use dialplane_actors::CallRecord;
 use dialplane_actors::fsm::{CallState, Lifecycle};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel,
+    QueryFilter, Set, TransactionTrait,
 };
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::warn;
 
 use super::calls::{self, Creation, IdempotentRequest};
-use super::entities::{call, call_event, idempotency_key, outbox};
+use super::entities::{call, call_event, idempotency_key, outbox, sandbox_call};
 use crate::call_view;
 use crate::ids;
 use crate::signing::RecordingUrlSigner;
@@ -38,6 +40,10 @@ pub enum WriteOp {
     LogEvent { event: call_event::Model },
     /// A webhook delivery attempt: its log row and its message's new state.
     RecordAttempt(Box<webhook_store::AttemptRecord>),
+    /// The sandbox carrier accepted a call (its own durable log).
+    SandboxCall(Box<sandbox_call::Model>),
+    /// The sandbox carrier's progress through a call's timeline.
+    SandboxProgress { sid: String, acked_sequence: i32, finished: bool },
 }
 
 /// What a write came to.
@@ -104,6 +110,63 @@ struct AfterCommit {
 }
 
 async fn write_batch(context: &WriterContext, jobs: Vec<Job>) {
+    // Most batches succeed whole: one transaction, no savepoints (two statements fewer per
+    // write). Only when a write fails is the batch run again write by write, each in its own
+    // savepoint, so the failure stays its own.
+    match write_together(context, &jobs).await {
+        Ok((outcomes, after)) => {
+            settle(context, after);
+            for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                let _ = job.reply.send(Ok(outcome));
+            }
+        }
+        // A lone write's own error, as it came (callers look at unique violations).
+        Err(e) if jobs.len() == 1 => {
+            if let Some(job) = jobs.into_iter().next() {
+                let _ = job.reply.send(Err(e));
+            }
+        }
+        Err(_) => write_each(context, jobs).await,
+    }
+}
+
+/// Applies every write of a batch in one transaction; any failure rolls all of them back.
+async fn write_together(context: &WriterContext, jobs: &[Job]) -> Result<(Vec<WriteOutcome>, AfterCommit), DbErr> {
+    let txn = super::begin_write(&context.db).await?;
+    let mut after = AfterCommit::default();
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        match apply(context, &txn, &job.op, &mut after).await {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(e) => {
+                let _ = txn.rollback().await;
+                return Err(e);
+            }
+        }
+    }
+    txn.commit().await?;
+    Ok((outcomes, after))
+}
+
+/// Runs what a committed batch leaves to do: metrics, the delivery worker, subscriptions.
+fn settle(context: &WriterContext, after: AfterCommit) {
+    for (call_type, outcome) in after.ended {
+        telemetry::call_ended(call_type, outcome);
+    }
+    if after.outbox_rows > 0 {
+        context.outbox_ready.notify_one();
+    }
+    if !after.woken.is_empty() {
+        let mut woken = after.woken;
+        woken.sort_unstable();
+        woken.dedup();
+        let _ = context.wake_subscriptions.send(woken);
+    }
+}
+
+/// Applies each write of a batch in its own savepoint of one transaction: a failing write rolls
+/// back alone.
+async fn write_each(context: &WriterContext, jobs: Vec<Job>) {
     let txn = match super::begin_write(&context.db).await {
         Ok(txn) => txn,
         Err(e) => {
@@ -136,18 +199,7 @@ async fn write_batch(context: &WriterContext, jobs: Vec<Job>) {
     }
     match txn.commit().await {
         Ok(()) => {
-            for (call_type, outcome) in after.ended {
-                telemetry::call_ended(call_type, outcome);
-            }
-            if after.outbox_rows > 0 {
-                context.outbox_ready.notify_one();
-            }
-            if !after.woken.is_empty() {
-                let mut woken = after.woken;
-                woken.sort_unstable();
-                woken.dedup();
-                let _ = context.wake_subscriptions.send(woken);
-            }
+            settle(context, after);
             for (reply, result) in results {
                 let _ = reply.send(result);
             }
@@ -192,6 +244,19 @@ async fn apply(
         }
         WriteOp::RecordAttempt(record) => {
             webhook_store::record_attempt(conn, record).await?;
+            Ok(WriteOutcome::Done)
+        }
+        WriteOp::SandboxCall(row) => {
+            row.as_ref().clone().into_active_model().reset_all().insert(conn).await?;
+            Ok(WriteOutcome::Done)
+        }
+        WriteOp::SandboxProgress { sid, acked_sequence, finished } => {
+            sandbox_call::Entity::update_many()
+                .filter(sandbox_call::Column::Sid.eq(sid.as_str()))
+                .col_expr(sandbox_call::Column::AckedSequence, Expr::value(*acked_sequence))
+                .col_expr(sandbox_call::Column::Finished, Expr::value(*finished))
+                .exec(conn)
+                .await?;
             Ok(WriteOutcome::Done)
         }
     }
@@ -248,6 +313,10 @@ async fn commit_transition(
     after: &mut AfterCommit,
 ) -> Result<(), DbErr> {
     let now = Utc::now();
+    if published.is_empty() {
+        // Nothing to announce: the row's state columns are all that change.
+        return calls::update_state(conn, record, state, now).await;
+    }
     let mut row = calls::find(conn, &record.id)
         .await?
         .filter(|row| row.workspace_id == record.workspace_id)
@@ -325,4 +394,69 @@ async fn commit_transition(
         after.outbox_rows += 1;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::entities::call_event;
+    use sea_orm::{EntityTrait, PaginatorTrait};
+
+    fn log_row(call_id: &str) -> WriteOp {
+        WriteOp::LogEvent {
+            event: call_event::Model {
+                id: 0,
+                call_id: call_id.to_string(),
+                workspace_id: "ws_1".to_string(),
+                source: "test".to_string(),
+                kind: "test".to_string(),
+                payload: "{}".to_string(),
+                created_at: Utc::now(),
+            },
+        }
+    }
+
+    fn job(op: WriteOp) -> (Job, oneshot::Receiver<Result<WriteOutcome, DbErr>>) {
+        let (reply, answer) = oneshot::channel();
+        (Job { op, reply }, answer)
+    }
+
+    /// A batch with a failing write: the others are committed all the same, and only the
+    /// failing one reports its error.
+    #[tokio::test]
+    async fn a_failing_write_fails_alone_and_the_rest_of_its_batch_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display());
+        let db = crate::store::connect(&url, std::time::Duration::from_secs(5)).await.unwrap();
+        let (wake, _woken) = mpsc::unbounded_channel();
+        let context = WriterContext {
+            db: db.clone(),
+            signer: RecordingUrlSigner::new(vec![1; 32], "http://localhost"),
+            outbox_ready: Arc::new(Notify::new()),
+            subscriptions: Arc::new(SubscriptionDirectory::default()),
+            wake_subscriptions: wake,
+        };
+        let record = CallRecord {
+            id: "call_missing".to_string(),
+            workspace_id: "ws_1".to_string(),
+            user_id: "usr_1".to_string(),
+            call_type: dialplane_actors::CallType::ClickToCall,
+            customer_number: "919999999999".to_string(),
+            agent_number: "918888888888".to_string(),
+            did: None,
+            carrier: "sandbox".to_string(),
+            transcript_enabled: false,
+            transcript_language: None,
+            agent_config: serde_json::Value::Null,
+        };
+        let state = CallState::new(record.call_type, false, Utc::now());
+        let (first, first_answer) = job(log_row("call_a"));
+        let (bad, bad_answer) = job(WriteOp::Commit { record, state, published: Vec::new() });
+        let (last, last_answer) = job(log_row("call_b"));
+        write_batch(&context, vec![first, bad, last]).await;
+        assert_eq!(first_answer.await.unwrap().unwrap(), WriteOutcome::Done);
+        assert!(matches!(bad_answer.await.unwrap(), Err(DbErr::RecordNotFound(_))));
+        assert_eq!(last_answer.await.unwrap().unwrap(), WriteOutcome::Done);
+        assert_eq!(call_event::Entity::find().count(&db).await.unwrap(), 2, "both good writes are on disk");
+    }
 }
