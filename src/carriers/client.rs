@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use dialplane_actors::ports::CarrierError;
+use dialplane_actors::ports::{CarrierError, Recording};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::{Map, Value};
 use tracing::warn;
@@ -64,6 +64,18 @@ pub async fn send(provider: &str, build: impl Fn() -> RequestBuilder) -> Result<
         waited += wait;
     }
     Err(CarrierError::Unavailable(format!("{provider} kept answering 429 Too Many Requests")))
+}
+
+/// Reads a recording download: its bytes, and its type (`default_type` when not given).
+pub async fn recording_of(response: Response, default_type: &str) -> Result<Recording, CarrierError> {
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(default_type)
+        .to_string();
+    let bytes = response.bytes().await.map_err(|e| CarrierError::Unavailable(e.without_url().to_string()))?;
+    Ok(Recording { content_type, bytes: bytes.to_vec() })
 }
 
 /// Returns a number in E.164 form (`+` and digits) from the digits Dialplane keeps.

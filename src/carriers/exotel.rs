@@ -246,14 +246,7 @@ impl Carrier for ExotelCarrier {
             return Err(CarrierError::Unavailable(format!("Exotel answered {status} for the recording")));
         }
         let response = ok_or_error(response).await?;
-        let content_type = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("audio/mpeg")
-            .to_string();
-        let bytes = response.bytes().await.map_err(|e| CarrierError::Unavailable(e.without_url().to_string()))?;
-        Ok(Recording { content_type, bytes: bytes.to_vec() })
+        client::recording_of(response, "audio/mpeg").await
     }
 
     async fn fetch_status(

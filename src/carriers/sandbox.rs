@@ -184,14 +184,7 @@ impl Carrier for SandboxCarrier {
         if !status.is_success() {
             return Err(CarrierError::Rejected(format!("sandbox answered {status}")));
         }
-        let content_type = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("audio/wav")
-            .to_string();
-        let bytes = response.bytes().await.map_err(|e| CarrierError::Unavailable(e.without_url().to_string()))?;
-        Ok(Recording { content_type, bytes: bytes.to_vec() })
+        super::client::recording_of(response, "audio/wav").await
     }
 
     async fn fetch_status(

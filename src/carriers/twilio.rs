@@ -333,14 +333,7 @@ impl Carrier for TwilioCarrier {
             return Err(CarrierError::Unavailable(format!("Twilio answered {status} for the recording")));
         }
         let response = ok_or_error(response).await?;
-        let content_type = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("audio/wav")
-            .to_string();
-        let bytes = response.bytes().await.map_err(|e| CarrierError::Unavailable(e.without_url().to_string()))?;
-        Ok(Recording { content_type, bytes: bytes.to_vec() })
+        client::recording_of(response, "audio/wav").await
     }
 
     async fn fetch_status(
