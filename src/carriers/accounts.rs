@@ -131,7 +131,7 @@ impl AccountSettings {
         let (base, field) = self.api_base();
         crate::netguard::check_callback_url(base, allow_private)
             .map(|_| ())
-            .map_err(|e| ApiError::field("body", field, format!("{field}: {e}"), "value_error"))
+            .map_err(|e| ApiError::field("body", field, e.to_string(), "value_error"))
     }
 
     /// Returns the credentials as stored.
@@ -208,19 +208,12 @@ struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     fn new(object: &'static str, value: &'a Value) -> Result<Self, ApiError> {
-        let map = value
-            .as_object()
-            .ok_or_else(|| ApiError::field("body", object, format!("{object} must be an object"), "dict_type"))?;
+        let map = value.as_object().ok_or_else(|| ApiError::field("body", object, "must be an object", "dict_type"))?;
         Ok(Fields { object, map })
     }
 
     fn error(&self, field: &str, message: &str) -> ApiError {
-        ApiError::field(
-            "body",
-            &format!("{}.{field}", self.object),
-            format!("{}.{field} {message}", self.object),
-            "value_error",
-        )
+        ApiError::field("body", &format!("{}.{field}", self.object), message, "value_error")
     }
 
     fn required(&self, field: &str) -> Result<String, ApiError> {
@@ -228,12 +221,7 @@ impl<'a> Fields<'a> {
             Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 512 => Ok(s.trim().to_string()),
             Some(Value::String(_)) => Err(self.error(field, "must be 1 to 512 characters")),
             Some(_) => Err(self.error(field, "must be a string")),
-            None => Err(ApiError::field(
-                "body",
-                &format!("{}.{field}", self.object),
-                format!("Field required: {}.{field}", self.object),
-                "missing",
-            )),
+            None => Err(ApiError::field("body", &format!("{}.{field}", self.object), "Field required", "missing")),
         }
     }
 
@@ -277,12 +265,7 @@ pub fn calls_per_second(value: Option<&Value>, provider: Provider) -> Result<f64
     match value {
         None | Some(Value::Null) => Ok(provider.default_calls_per_second()),
         Some(v) => v.as_f64().filter(|n| *n > 0.0 && *n <= 1000.0).ok_or_else(|| {
-            ApiError::field(
-                "body",
-                "calls_per_second",
-                "calls_per_second must be a number above 0 and at most 1000",
-                "value_error",
-            )
+            ApiError::field("body", "calls_per_second", "must be a number above 0 and at most 1000", "value_error")
         }),
     }
 }

@@ -132,11 +132,11 @@ pub async fn transfer(
     let to = match body.get("to") {
         Some(Value::String(raw)) => {
             crate::contacts::phone::normalise(raw, &app.config.default_country).map_err(|e| {
-                ApiError::field("body", "to", format!("to must be a phone number in E.164 format: {e}"), "value_error")
+                ApiError::field("body", "to", format!("must be a phone number in E.164 format: {e}"), "value_error")
             })?
         }
-        Some(_) => return Err(ApiError::field("body", "to", "to must be a string", "string_type")),
-        None => return Err(ApiError::field("body", "to", "Field required: to", "missing")),
+        Some(_) => return Err(ApiError::field("body", "to", "must be a string", "string_type")),
+        None => return Err(ApiError::field("body", "to", "Field required", "missing")),
     };
     let call = call_of(&app, &user, &id).await?;
     let provider_call_id = live_at_carrier(&call)?;

@@ -36,12 +36,9 @@ fn optional_text(body: &Map<String, Value>, field: &str, max: usize) -> Result<O
     match body.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= max => Ok(Some(s.trim().to_string())),
-        Some(_) => Err(ApiError::field(
-            "body",
-            field,
-            format!("{field} must be a string of 1 to {max} characters"),
-            "string_type",
-        )),
+        Some(_) => {
+            Err(ApiError::field("body", field, format!("must be a string of 1 to {max} characters"), "string_type"))
+        }
     }
 }
 
@@ -51,18 +48,12 @@ pub async fn create_account(app: Arc<App>, authorization: Option<String>, body: 
     require_owner(&user)?;
     let body = json_object(&body)?;
     let name = optional_text(&body, "name", 100)?
-        .ok_or_else(|| ApiError::field("body", "name", "Field required: name", "missing"))?;
+        .ok_or_else(|| ApiError::field("body", "name", "Field required", "missing"))?;
     let provider = match body.get("provider") {
-        Some(Value::String(p)) => Provider::parse(p).ok_or_else(|| {
-            ApiError::field("body", "provider", "provider must be one of twilio, exotel, livekit", "enum")
-        })?,
+        Some(Value::String(p)) => Provider::parse(p)
+            .ok_or_else(|| ApiError::field("body", "provider", "must be one of twilio, exotel, livekit", "enum"))?,
         _ => {
-            return Err(ApiError::field(
-                "body",
-                "provider",
-                "Field required: provider (twilio, exotel or livekit)",
-                "missing",
-            ));
+            return Err(ApiError::field("body", "provider", "Field required (twilio, exotel or livekit)", "missing"));
         }
     };
     let config = body.get("config").cloned().unwrap_or(Value::Object(Map::new()));
@@ -152,7 +143,7 @@ pub async fn update_account(
         return Err(ApiError::field(
             "body",
             "credentials",
-            format!("credentials must be given again when {field} changes"),
+            format!("must be given again when {field} changes"),
             "missing",
         ));
     }
@@ -193,11 +184,11 @@ pub async fn delete_account(app: Arc<App>, authorization: Option<String>, id: St
 fn phone_field(body: &Map<String, Value>, field: &str, default_country: &str) -> Result<String, ApiError> {
     let raw = match body.get(field) {
         Some(Value::String(s)) => s.clone(),
-        Some(_) => return Err(ApiError::field("body", field, format!("{field} must be a string"), "string_type")),
-        None => return Err(ApiError::field("body", field, format!("Field required: {field}"), "missing")),
+        Some(_) => return Err(ApiError::field("body", field, "must be a string", "string_type")),
+        None => return Err(ApiError::field("body", field, "Field required", "missing")),
     };
     crate::contacts::phone::normalise(&raw, default_country).map_err(|e| {
-        ApiError::field("body", field, format!("{field} must be a phone number in E.164 format: {e}"), "value_error")
+        ApiError::field("body", field, format!("must be a phone number in E.164 format: {e}"), "value_error")
     })
 }
 
@@ -207,14 +198,11 @@ async fn carrier_field(app: &App, user: &user::Model, body: &Map<String, Value>)
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(id)) => match accounts::find_account(&app.db, &user.workspace_id, id).await? {
             Some(account) => Ok(Some(account.id)),
-            None => Err(ApiError::field(
-                "body",
-                "carrier_id",
-                "carrier_id is not a carrier account of this workspace",
-                "value_error",
-            )),
+            None => {
+                Err(ApiError::field("body", "carrier_id", "is not a carrier account of this workspace", "value_error"))
+            }
         },
-        Some(_) => Err(ApiError::field("body", "carrier_id", "carrier_id must be a string or null", "string_type")),
+        Some(_) => Err(ApiError::field("body", "carrier_id", "must be a string or null", "string_type")),
     }
 }
 
@@ -224,9 +212,9 @@ async fn agent_field(app: &App, user: &user::Model, body: &Map<String, Value>) -
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(id)) => match crate::agents::store::find(&app.db, id).await? {
             Some(agent) if agent.workspace_id == user.workspace_id => Ok(Some(agent.agent_id)),
-            _ => Err(ApiError::field("body", "agent_id", "agent_id is not an agent of this workspace", "value_error")),
+            _ => Err(ApiError::field("body", "agent_id", "is not an agent of this workspace", "value_error")),
         },
-        Some(_) => Err(ApiError::field("body", "agent_id", "agent_id must be a string or null", "string_type")),
+        Some(_) => Err(ApiError::field("body", "agent_id", "must be a string or null", "string_type")),
     }
 }
 
@@ -312,12 +300,7 @@ pub async fn update_number(
     let mut row = number_of(&app, &user, &id).await?;
     let body = json_object(&body)?;
     if body.contains_key("phone_number") {
-        return Err(ApiError::field(
-            "body",
-            "phone_number",
-            "phone_number cannot change; register the new number",
-            "value_error",
-        ));
+        return Err(ApiError::field("body", "phone_number", "cannot change; register the new number", "value_error"));
     }
     if body.contains_key("carrier_id") {
         row.carrier_id = carrier_field(&app, &user, &body).await?;
@@ -340,7 +323,7 @@ pub async fn map_agent(app: Arc<App>, authorization: Option<String>, body: Bytes
     let body = json_object(&body)?;
     let number = phone_field(&body, "phone_number", &app.config.default_country)?;
     if !body.contains_key("agent_id") {
-        return Err(ApiError::field("body", "agent_id", "Field required: agent_id (null unmaps)", "missing"));
+        return Err(ApiError::field("body", "agent_id", "Field required (null unmaps)", "missing"));
     }
     let mut row = accounts::find_number_by_value(&app.db, &user.workspace_id, &number)
         .await?
