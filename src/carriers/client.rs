@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use dialplane_actors::ports::{CarrierError, Recording};
+use dialplane_actors::{CallRecord, CallType};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::{Map, Value};
 use tracing::warn;
@@ -64,6 +65,32 @@ pub async fn send(provider: &str, build: impl Fn() -> RequestBuilder) -> Result<
         waited += wait;
     }
     Err(CarrierError::Unavailable(format!("{provider} kept answering 429 Too Many Requests")))
+}
+
+/// Passes a successful answer through; turns any other into the carrier's error, read from its
+/// body by `error_of(status, body)`.
+pub async fn success_or(response: Response, error_of: fn(u16, &str) -> CarrierError) -> Result<Response, CarrierError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let body = response.text().await.unwrap_or_default();
+    Err(error_of(status.as_u16(), &body))
+}
+
+/// Returns the caller ID of a click-to-call placed through `provider` (a Twilio or Exotel
+/// account): only click-to-calls with a `did` can go out that way.
+pub fn click_to_call_caller_id<'a>(call: &'a CallRecord, provider: &str) -> Result<&'a str, CarrierError> {
+    if call.call_type != CallType::ClickToCall {
+        return Err(CarrierError::Refused {
+            reason: "unsupported_call_type",
+            detail: "AI-agent calls go out through a LiveKit carrier account".to_string(),
+        });
+    }
+    call.did.as_deref().ok_or_else(|| CarrierError::Refused {
+        reason: "missing_caller_id",
+        detail: format!("{provider} calls need a did"),
+    })
 }
 
 /// Reads a recording download: its bytes, and its type (`default_type` when not given).

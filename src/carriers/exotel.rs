@@ -5,9 +5,9 @@
 
 use async_trait::async_trait;
 use chrono::Utc;
+use dialplane_actors::CallRecord;
 use dialplane_actors::fsm::{CarrierUpdate, Leg, LegStatus, StatusAnswer};
 use dialplane_actors::ports::{Carrier, CarrierError, PlacedCall, Recording};
-use dialplane_actors::{CallRecord, CallType};
 use serde_json::{Map, Value};
 
 use super::accounts::ExotelSettings;
@@ -175,12 +175,7 @@ pub fn error_of(status: u16, body: &str) -> CarrierError {
 }
 
 async fn ok_or_error(response: reqwest::Response) -> Result<reqwest::Response, CarrierError> {
-    let status = response.status();
-    if status.is_success() {
-        return Ok(response);
-    }
-    let body = response.text().await.unwrap_or_default();
-    Err(error_of(status.as_u16(), &body))
+    client::success_or(response, error_of).await
 }
 
 #[async_trait]
@@ -190,18 +185,7 @@ impl Carrier for ExotelCarrier {
     }
 
     async fn place_call(&self, call: &CallRecord) -> Result<PlacedCall, CarrierError> {
-        if call.call_type != CallType::ClickToCall {
-            return Err(CarrierError::Refused {
-                reason: "unsupported_call_type",
-                detail: "AI-agent calls go out through a LiveKit carrier account".to_string(),
-            });
-        }
-        let Some(did) = call.did.as_deref() else {
-            return Err(CarrierError::Refused {
-                reason: "missing_caller_id",
-                detail: "Exotel calls need a did".into(),
-            });
-        };
+        let did = client::click_to_call_caller_id(call, "Exotel")?;
         let mut form = vec![
             ("From", e164(&call.agent_number)),
             ("To", e164(&call.customer_number)),

@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::Utc;
+use dialplane_actors::CallRecord;
 use dialplane_actors::fsm::{CarrierUpdate, Event, Leg, LegStatus, StatusAnswer};
 use dialplane_actors::ports::{Carrier, CarrierError, PlacedCall, Recording};
-use dialplane_actors::{CallRecord, CallType};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha1::Sha1;
@@ -260,12 +260,7 @@ impl TwilioCarrier {
 }
 
 async fn ok_or_error(response: reqwest::Response) -> Result<reqwest::Response, CarrierError> {
-    let status = response.status();
-    if status.is_success() {
-        return Ok(response);
-    }
-    let body = response.text().await.unwrap_or_default();
-    Err(error_of(status.as_u16(), &body))
+    client::success_or(response, error_of).await
 }
 
 fn xml_escape(text: &str) -> String {
@@ -279,18 +274,7 @@ impl Carrier for TwilioCarrier {
     }
 
     async fn place_call(&self, call: &CallRecord) -> Result<PlacedCall, CarrierError> {
-        if call.call_type != CallType::ClickToCall {
-            return Err(CarrierError::Refused {
-                reason: "unsupported_call_type",
-                detail: "AI-agent calls go out through a LiveKit carrier account".to_string(),
-            });
-        }
-        let Some(did) = call.did.as_deref() else {
-            return Err(CarrierError::Refused {
-                reason: "missing_caller_id",
-                detail: "Twilio calls need a did".to_string(),
-            });
-        };
+        let did = client::click_to_call_caller_id(call, "Twilio")?;
         let caller_id = e164(did);
         let mut form = vec![
             ("To".to_string(), e164(&call.agent_number)),
