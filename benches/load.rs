@@ -563,6 +563,7 @@ async fn live_calls_rss(client: &reqwest::Client, dir: &std::path::Path, counts:
 }
 
 fn main() {
+    dialplane::allocator::return_freed_memory_promptly();
     dialplane::install_crypto_provider();
     if std::env::args().any(|a| a == "--list") {
         return;

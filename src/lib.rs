@@ -6,6 +6,7 @@
 //! bind port 0 and stop the server when they are done.
 
 pub mod agents;
+pub mod allocator;
 pub mod auth;
 pub mod call_view;
 pub mod campaigns;

@@ -4,6 +4,7 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() {
+    dialplane::allocator::return_freed_memory_promptly();
     dialplane::telemetry::init_logging();
     let cli = dialplane::cli::Cli::parse();
     if let Err(e) = dialplane::cli::main(cli).await {
