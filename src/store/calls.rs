@@ -71,19 +71,11 @@ pub async fn update_state(
     state: &CallState,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let duration = |s: Option<u32>| s.map(|s| i32::try_from(s).unwrap_or(i32::MAX));
-    let updated = call::Entity::update_many()
-        .col_expr(call::Column::Status, Expr::value(state.api_status().to_string()))
-        .col_expr(call::Column::Reason, Expr::value(state.reason.clone()))
-        .col_expr(call::Column::ProviderCallId, Expr::value(state.provider_call_id.clone()))
-        .col_expr(call::Column::TranscriptStatus, Expr::value(state.transcript.as_str().to_string()))
-        .col_expr(call::Column::RecordingStatus, Expr::value(state.recording.as_str().to_string()))
-        .col_expr(call::Column::DurationS, Expr::value(duration(state.duration_s)))
-        .col_expr(call::Column::AnswerDurationS, Expr::value(duration(state.answer_duration_s)))
-        .col_expr(call::Column::State, Expr::value(serde_json::to_string(state).expect("call state serializes")))
-        .col_expr(call::Column::IsLive, Expr::value(!state.is_finished()))
-        .col_expr(call::Column::UpdatedAt, Expr::value(now))
-        .col_expr(call::Column::EndedAt, Expr::value(state.ended_at))
+    let mut update = call::Entity::update_many();
+    for (column, value) in state_columns(state, now) {
+        update = update.col_expr(column, Expr::value(value));
+    }
+    let updated = update
         .filter(call::Column::Id.eq(record.id.as_str()))
         .filter(call::Column::WorkspaceId.eq(record.workspace_id.as_str()))
         .exec(conn)
@@ -92,6 +84,25 @@ pub async fn update_state(
         return Err(DbErr::RecordNotFound(format!("call {} is not stored", record.id)));
     }
     Ok(())
+}
+
+/// The state columns a transition writes onto its call's row, with their values (what
+/// [`apply_state`] copies, for the statements that update rows without reading them).
+pub fn state_columns(state: &CallState, now: DateTime<Utc>) -> [(call::Column, sea_orm::Value); 11] {
+    let duration = |s: Option<u32>| s.map(|s| i32::try_from(s).unwrap_or(i32::MAX));
+    [
+        (call::Column::Status, state.api_status().to_string().into()),
+        (call::Column::Reason, state.reason.clone().into()),
+        (call::Column::ProviderCallId, state.provider_call_id.clone().into()),
+        (call::Column::TranscriptStatus, state.transcript.as_str().to_string().into()),
+        (call::Column::RecordingStatus, state.recording.as_str().to_string().into()),
+        (call::Column::DurationS, duration(state.duration_s).into()),
+        (call::Column::AnswerDurationS, duration(state.answer_duration_s).into()),
+        (call::Column::State, serde_json::to_string(state).expect("call state serializes").into()),
+        (call::Column::IsLive, (!state.is_finished()).into()),
+        (call::Column::UpdatedAt, now.into()),
+        (call::Column::EndedAt, state.ended_at.into()),
+    ]
 }
 
 /// Returns the actors' view of a call row, with its state.

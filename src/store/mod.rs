@@ -2,6 +2,7 @@
 //! the migrations. The modules beside this one are stateless query services over a connection:
 //! [`users`], [`calls`], [`outbox`], and [`call_store::SeaCallStore`], the actors' `CallStore` port.
 
+pub mod bulk;
 pub mod call_store;
 pub mod calls;
 pub mod entities;

@@ -1,9 +1,11 @@
 //! The group-commit writer: one task owns the hot writes (call creation, call transitions with their
 //! events and outbox rows, carrier-callback log rows, webhook delivery attempts). It takes every write that queued up while the
 //! previous batch ran, applies them in one transaction, commits once, and only then answers each
-//! caller. A 200 still means the write is on disk. When a write of the batch fails, the batch is
-//! run again with each write in its own savepoint, so only the failing write fails.
+//! caller. A 200 still means the write is on disk. Writes alike share one multi-row statement per
+//! kind ([`super::bulk`]). When a write of the batch fails, the batch is run again with each write
+//! in its own savepoint, so only the failing write fails.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -17,6 +19,7 @@ use sea_orm::{
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::warn;
 
+use super::bulk;
 use super::calls::{self, Creation, IdempotentRequest};
 use super::entities::{call, call_event, idempotency_key, outbox, sandbox_call};
 use crate::call_view;
@@ -136,18 +139,74 @@ async fn write_batch(context: &WriterContext, jobs: Vec<Job>) {
 async fn write_together(context: &WriterContext, jobs: &[Job]) -> Result<(Vec<WriteOutcome>, AfterCommit), DbErr> {
     let txn = super::begin_write(&context.db).await?;
     let mut after = AfterCommit::default();
-    let mut outcomes = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        match apply(context, &txn, &job.op, &mut after).await {
-            Ok(outcome) => outcomes.push(outcome),
-            Err(e) => {
-                let _ = txn.rollback().await;
-                return Err(e);
-            }
+    let applied = async {
+        let in_bulk = write_in_bulk(&txn, jobs).await?;
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for (job, in_bulk) in jobs.iter().zip(in_bulk) {
+            outcomes.push(apply(context, &txn, &job.op, &mut after, in_bulk).await?);
+        }
+        Ok::<_, DbErr>(outcomes)
+    }
+    .await;
+    match applied {
+        Ok(outcomes) => {
+            txn.commit().await?;
+            Ok((outcomes, after))
+        }
+        Err(e) => {
+            let _ = txn.rollback().await;
+            Err(e)
         }
     }
-    txn.commit().await?;
-    Ok((outcomes, after))
+}
+
+/// Writes with one statement per kind what many writes of a batch do alike: the rows of new calls
+/// (those without an Idempotency-Key), of the event log and of the sandbox's log, and the state
+/// of transitions that publish nothing. Returns, per write, whether that part of it is done;
+/// [`apply`] does the rest.
+async fn write_in_bulk(conn: &impl ConnectionTrait, jobs: &[Job]) -> Result<Vec<bool>, DbErr> {
+    // A call with two transitions in one batch keeps them in order, one by one.
+    let mut commits_per_call: HashMap<&str, usize> = HashMap::new();
+    for job in jobs {
+        if let WriteOp::Commit { record, .. } = &job.op {
+            *commits_per_call.entry(record.id.as_str()).or_default() += 1;
+        }
+    }
+    let mut in_bulk = vec![false; jobs.len()];
+    let (mut new_calls, mut log_rows, mut sandbox_rows, mut states) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (job, in_bulk) in jobs.iter().zip(in_bulk.iter_mut()) {
+        match &job.op {
+            WriteOp::InsertCall { row, idempotency: None } => {
+                new_calls.push(stored_row(row).into_active_model().reset_all());
+            }
+            WriteOp::LogEvent { event } => log_rows.push(log_row(event)),
+            WriteOp::SandboxCall(row) => sandbox_rows.push(row.as_ref().clone().into_active_model().reset_all()),
+            WriteOp::Commit { record, state, published }
+                if published.is_empty() && commits_per_call.get(record.id.as_str()) == Some(&1) =>
+            {
+                states.push((record, state));
+            }
+            _ => continue,
+        }
+        *in_bulk = true;
+    }
+    bulk::insert_all(conn, new_calls).await?;
+    bulk::insert_all(conn, log_rows).await?;
+    bulk::insert_all(conn, sandbox_rows).await?;
+    bulk::update_call_states(conn, &states, Utc::now()).await?;
+    Ok(in_bulk)
+}
+
+/// A new call's row as stored: `call.queued` is its first event.
+fn stored_row(row: &call::Model) -> call::Model {
+    call::Model { event_seq: 1, ..row.clone() }
+}
+
+/// An event log row to insert: the database numbers the log.
+fn log_row(event: &call_event::Model) -> call_event::ActiveModel {
+    let mut row = event.clone().into_active_model().reset_all();
+    row.id = sea_orm::ActiveValue::NotSet;
+    row
 }
 
 /// Runs what a committed batch leaves to do: metrics, the delivery worker, subscriptions.
@@ -183,7 +242,7 @@ async fn write_each(context: &WriterContext, jobs: Vec<Job>) {
     for job in jobs {
         let mut effects = AfterCommit::default();
         let result = match txn.begin().await {
-            Ok(savepoint) => match apply(context, &savepoint, &job.op, &mut effects).await {
+            Ok(savepoint) => match apply(context, &savepoint, &job.op, &mut effects, false).await {
                 Ok(outcome) => savepoint.commit().await.map(|_| outcome),
                 Err(e) => {
                     let _ = savepoint.rollback().await;
@@ -224,20 +283,23 @@ fn clone_err(e: &DbErr) -> DbErr {
     }
 }
 
+/// Applies one write; with `in_bulk`, the part [`write_in_bulk`] did for it is skipped.
 async fn apply(
     context: &WriterContext,
     conn: &impl ConnectionTrait,
     op: &WriteOp,
     after: &mut AfterCommit,
+    in_bulk: bool,
 ) -> Result<WriteOutcome, DbErr> {
     match op {
         WriteOp::InsertCall { row, idempotency } => {
-            insert_call(context, conn, row, idempotency.as_ref(), after).await.map(WriteOutcome::Created)
+            insert_call(context, conn, row, idempotency.as_ref(), after, in_bulk).await.map(WriteOutcome::Created)
+        }
+        WriteOp::LogEvent { .. } | WriteOp::SandboxCall(_) | WriteOp::Commit { .. } if in_bulk => {
+            Ok(WriteOutcome::Done)
         }
         WriteOp::LogEvent { event } => {
-            let mut row = event.clone().into_active_model().reset_all();
-            row.id = sea_orm::ActiveValue::NotSet; // the database numbers the log
-            row.insert(conn).await?;
+            log_row(event).insert(conn).await?;
             Ok(WriteOutcome::Done)
         }
         WriteOp::Commit { record, state, published } => {
@@ -270,6 +332,7 @@ async fn insert_call(
     row: &call::Model,
     idempotency: Option<&IdempotentRequest>,
     after: &mut AfterCommit,
+    row_written: bool,
 ) -> Result<Creation, DbErr> {
     if let Some(request) = idempotency {
         let id = (row.workspace_id.clone(), request.key.clone());
@@ -277,9 +340,10 @@ async fn insert_call(
             return Ok(calls::replay_or_reuse(existing, &request.request_hash));
         }
     }
-    // `call.queued` is the call's first event.
-    let row = call::Model { event_seq: 1, ..row.clone() };
-    calls::insert(conn, row.clone()).await?;
+    let row = stored_row(row);
+    if !row_written {
+        calls::insert(conn, row.clone()).await?;
+    }
     let event = webhook_store::Event {
         workspace_id: &row.workspace_id,
         event_type: "call.queued",
@@ -404,7 +468,7 @@ mod tests {
     use crate::store::entities::call_event;
     use sea_orm::{EntityTrait, PaginatorTrait};
 
-    fn log_row(call_id: &str) -> WriteOp {
+    fn log_write(call_id: &str) -> WriteOp {
         WriteOp::LogEvent {
             event: call_event::Model {
                 id: 0,
@@ -423,11 +487,7 @@ mod tests {
         (Job { op, reply }, answer)
     }
 
-    /// A batch with a failing write: the others are committed all the same, and only the
-    /// failing one reports its error.
-    #[tokio::test]
-    async fn a_failing_write_fails_alone_and_the_rest_of_its_batch_commits() {
-        let dir = tempfile::tempdir().unwrap();
+    async fn writer_on_sqlite(dir: &tempfile::TempDir) -> (sea_orm::DatabaseConnection, WriterContext) {
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display());
         let db = crate::store::connect(&url, std::time::Duration::from_secs(5)).await.unwrap();
         let (wake, _woken) = mpsc::unbounded_channel();
@@ -438,8 +498,12 @@ mod tests {
             subscriptions: Arc::new(SubscriptionDirectory::default()),
             wake_subscriptions: wake,
         };
-        let record = CallRecord {
-            id: "call_missing".to_string(),
+        (db, context)
+    }
+
+    fn record(id: &str) -> CallRecord {
+        CallRecord {
+            id: id.to_string(),
             workspace_id: "ws_1".to_string(),
             user_id: "usr_1".to_string(),
             call_type: dialplane_actors::CallType::ClickToCall,
@@ -450,15 +514,72 @@ mod tests {
             transcript_enabled: false,
             transcript_language: None,
             agent_config: serde_json::Value::Null,
-        };
+        }
+    }
+
+    /// A batch with a failing write: the others are committed all the same, and only the
+    /// failing one reports its error.
+    #[tokio::test]
+    async fn a_failing_write_fails_alone_and_the_rest_of_its_batch_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, context) = writer_on_sqlite(&dir).await;
+        let record = record("call_missing");
         let state = CallState::new(record.call_type, false, Utc::now());
-        let (first, first_answer) = job(log_row("call_a"));
+        let (first, first_answer) = job(log_write("call_a"));
         let (bad, bad_answer) = job(WriteOp::Commit { record, state, published: Vec::new() });
-        let (last, last_answer) = job(log_row("call_b"));
+        let (last, last_answer) = job(log_write("call_b"));
         write_batch(&context, vec![first, bad, last]).await;
         assert_eq!(first_answer.await.unwrap().unwrap(), WriteOutcome::Done);
         assert!(matches!(bad_answer.await.unwrap(), Err(DbErr::RecordNotFound(_))));
         assert_eq!(last_answer.await.unwrap().unwrap(), WriteOutcome::Done);
         assert_eq!(call_event::Entity::find().count(&db).await.unwrap(), 2, "both good writes are on disk");
+    }
+
+    /// Writes alike share one statement per kind: every new call and every state lands on its
+    /// own row, and a state update for a call that is not stored fails alone.
+    #[tokio::test]
+    async fn writes_alike_share_a_statement_and_each_lands_on_its_own_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, context) = writer_on_sqlite(&dir).await;
+        let records: Vec<CallRecord> = (0..3).map(|i| record(&format!("call_{i}"))).collect();
+        let queued = CallState::new(dialplane_actors::CallType::ClickToCall, false, Utc::now());
+        let (jobs, answers): (Vec<_>, Vec<_>) = records
+            .iter()
+            .map(|r| job(WriteOp::InsertCall { row: calls::new_row(r, None, &queued), idempotency: None }))
+            .unzip();
+        write_batch(&context, jobs).await;
+        for answer in answers {
+            assert_eq!(answer.await.unwrap().unwrap(), WriteOutcome::Created(Creation::Created));
+        }
+
+        let placed = |i: usize| {
+            let mut state = queued.clone();
+            state.status = dialplane_actors::fsm::CallStatus::Dialing;
+            state.provider_call_id = Some(format!("SB{i}"));
+            state
+        };
+        let mut jobs = Vec::new();
+        let mut answers = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            let (commit, answer) = job(WriteOp::Commit { record: r.clone(), state: placed(i), published: Vec::new() });
+            jobs.push(commit);
+            answers.push(answer);
+        }
+        let (missing, missing_answer) =
+            job(WriteOp::Commit { record: record("call_missing"), state: placed(9), published: Vec::new() });
+        jobs.insert(1, missing);
+        write_batch(&context, jobs).await;
+        assert!(matches!(missing_answer.await.unwrap(), Err(DbErr::RecordNotFound(_))));
+        for answer in answers {
+            assert_eq!(answer.await.unwrap().unwrap(), WriteOutcome::Done);
+        }
+        for (i, r) in records.iter().enumerate() {
+            let row = calls::find(&db, &r.id).await.unwrap().expect("the call is stored");
+            assert_eq!(row.event_seq, 1, "call.queued is the first event");
+            assert_eq!(row.status, placed(i).api_status());
+            assert_eq!(row.provider_call_id, Some(format!("SB{i}")), "each row gets its own state");
+            let (_, state) = calls::record_of(&row).unwrap();
+            assert_eq!(state, placed(i));
+        }
     }
 }
