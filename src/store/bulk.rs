@@ -5,6 +5,10 @@
 //!
 //! The statements run in the batch's transaction. If one fails, the writer runs the batch again
 //! write by write, so a bad row still fails alone.
+//!
+//! Rows go in chunks whose sizes are powers of two (13 rows = 8 + 4 + 1). sqlx keeps every
+//! statement it prepared, per connection, and a 200-row statement is a large one: with a
+//! statement per batch size, that cache alone held tens of MiB.
 
 use chrono::{DateTime, Utc};
 use dialplane_actors::CallRecord;
@@ -14,30 +18,62 @@ use sea_orm::{ActiveModelTrait, ConnectionTrait, DbBackend, DbErr, EntityName, E
 use super::calls;
 use super::entities::call;
 
-/// Inserts `rows` with one statement, without reading them back.
+/// Most rows one statement takes (a power of two).
+const MAX_CHUNK: usize = 128;
+
+/// Splits `rows` rows into chunks of at most [`MAX_CHUNK`], each a power of two, largest first.
+fn chunk_sizes(mut rows: usize) -> impl Iterator<Item = usize> {
+    let mut size = MAX_CHUNK;
+    std::iter::from_fn(move || {
+        while size > 0 {
+            if rows >= size {
+                rows -= size;
+                return Some(size);
+            }
+            size /= 2;
+        }
+        None
+    })
+}
+
+/// Inserts `rows` with as few statements as the chunking allows, without reading them back.
 pub async fn insert_all<A>(conn: &impl ConnectionTrait, rows: Vec<A>) -> Result<(), DbErr>
 where
     A: ActiveModelTrait,
 {
-    let expected = rows.len() as u64;
-    let inserted = <A::Entity as EntityTrait>::insert_many(rows).exec_without_returning(conn).await?;
-    if inserted != expected {
-        return Err(DbErr::Custom(format!("{inserted} of {expected} rows were inserted")));
+    let mut rows = rows.into_iter();
+    for size in chunk_sizes(rows.len()) {
+        let chunk: Vec<A> = rows.by_ref().take(size).collect();
+        let inserted = <A::Entity as EntityTrait>::insert_many(chunk).exec_without_returning(conn).await?;
+        if inserted != size as u64 {
+            return Err(DbErr::Custom(format!("{inserted} of {size} rows were inserted")));
+        }
     }
     Ok(())
 }
 
-/// Writes each call's state onto its row with one statement (what [`calls::update_state`] does
-/// for one call). Fails, changing nothing, when a call is not stored in its workspace. A call may
-/// appear once only.
+/// Writes each call's state onto its row, one statement per chunk (what [`calls::update_state`]
+/// does for one call). Fails when a call is not stored in its workspace; the caller's transaction
+/// then rolls back what earlier chunks wrote. A call may appear once only.
 pub async fn update_call_states(
     conn: &impl ConnectionTrait,
     updates: &[(&CallRecord, &CallState)],
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    if updates.is_empty() {
-        return Ok(());
+    let mut rest = updates;
+    for size in chunk_sizes(updates.len()) {
+        let (chunk, after) = rest.split_at(size);
+        update_chunk(conn, chunk, now).await?;
+        rest = after;
     }
+    Ok(())
+}
+
+async fn update_chunk(
+    conn: &impl ConnectionTrait,
+    updates: &[(&CallRecord, &CallState)],
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
     let backend = conn.get_database_backend();
     let mut values: Vec<sea_orm::Value> = Vec::with_capacity(updates.len() * 13);
     let mut rows = Vec::with_capacity(updates.len());
@@ -77,5 +113,24 @@ fn placeholder(backend: DbBackend, n: usize) -> String {
     match backend {
         DbBackend::Postgres => format!("${}", n + 1),
         _ => "?".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_chunked_in_distinct_powers_of_two_up_to_the_largest_chunk() {
+        assert_eq!(chunk_sizes(0).count(), 0);
+        assert_eq!(chunk_sizes(1).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(chunk_sizes(13).collect::<Vec<_>>(), vec![8, 4, 1]);
+        assert_eq!(chunk_sizes(255).collect::<Vec<_>>(), vec![128, 64, 32, 16, 8, 4, 2, 1]);
+        assert_eq!(chunk_sizes(300).collect::<Vec<_>>(), vec![128, 128, 32, 8, 4]);
+        for rows in 0..600 {
+            let sizes: Vec<usize> = chunk_sizes(rows).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), rows, "every row is in a chunk");
+            assert!(sizes.iter().all(|size| size.is_power_of_two() && *size <= MAX_CHUNK));
+        }
     }
 }
