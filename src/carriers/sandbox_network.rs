@@ -375,7 +375,9 @@ impl SandboxNetwork {
             if let Ok(wait) = (due - Utc::now()).to_std() {
                 tokio::time::sleep(wait).await;
             }
-            match self.post(&row.status_callback, &self.callback(&row, index, step)).await {
+            // Boxed: a held call's task waits in the sleep above, sized for its largest future;
+            // the request's future is allocated only while it is sent.
+            match Box::pin(self.post(&row.status_callback, &self.callback(&row, index, step))).await {
                 Delivery::Accepted => self.record_progress(&row.sid, sequence, false).await,
                 Delivery::Refused => {
                     // The engine will never take it: like a carrier, give up on this call.

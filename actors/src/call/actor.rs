@@ -12,7 +12,7 @@ use tracing::{debug, error, warn};
 use super::CallRecord;
 use super::fsm::{self, CallState, Effect, Event, Lifecycle, Policy, StatusAnswer};
 use crate::ports::{CallStore, Carrier, Clock, LiveCounters, Transcriber};
-use crate::supervisor::{CallRegistry, FINISHED};
+use crate::supervisor::{CallRegistry, FINISHED, WatchdogDue};
 
 /// Everything a call actor needs from the outside world, shared by all calls.
 pub struct CallDeps {
@@ -50,6 +50,8 @@ pub struct CallActorState {
     record: CallRecord,
     state: CallState,
     deps: Arc<CallDeps>,
+    /// When the watchdog next needs to look at the call.
+    watchdog: Arc<WatchdogDue>,
 }
 
 /// Drives one call from `queued` to finished.
@@ -65,9 +67,11 @@ impl Actor for CallActor {
         myself: ActorRef<CallMessage>,
         args: CallActorArgs,
     ) -> Result<CallActorState, ActorProcessingErr> {
-        // The CallSupervisor's one ticker reaches the call through the registry (no timer per call).
-        args.deps.registry.insert(&args.record.id, myself.clone());
-        Ok(CallActorState { record: args.record, state: args.state, deps: args.deps })
+        // The CallSupervisor's one ticker reaches the call through the registry (no timer per
+        // call), once the call's next deadline has come.
+        let watchdog = args.deps.registry.insert(&args.record.id, myself.clone());
+        watchdog.set(fsm::next_deadline(&args.state, &args.deps.policy));
+        Ok(CallActorState { record: args.record, state: args.state, deps: args.deps, watchdog })
     }
 
     async fn post_start(
@@ -77,11 +81,11 @@ impl Actor for CallActor {
     ) -> Result<(), ActorProcessingErr> {
         let at = s.deps.clock.now();
         if s.state.status == fsm::CallStatus::Queued {
-            apply_and_run(&myself, s, Event::DialStarted { at }).await;
+            Box::pin(apply_and_run(&myself, s, Event::DialStarted { at })).await;
         } else if s.state.is_finished() {
             myself.stop(Some(FINISHED.into()));
         } else {
-            apply_and_run(&myself, s, Event::Resumed { at }).await;
+            Box::pin(apply_and_run(&myself, s, Event::Resumed { at })).await;
         }
         Ok(())
     }
@@ -102,7 +106,9 @@ impl Actor for CallActor {
         s: &mut CallActorState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            CallMessage::Apply(event) => apply_and_run(&myself, s, event).await,
+            // Boxed: the actor's task is sized for its largest future, and most live calls sit
+            // idle, so a transition's future is allocated only while it runs.
+            CallMessage::Apply(event) => Box::pin(apply_and_run(&myself, s, event)).await,
             CallMessage::Snapshot(reply) => {
                 let _ = reply.send(s.state.clone());
             }
@@ -130,6 +136,7 @@ async fn apply_and_run(myself: &ActorRef<CallMessage>, s: &mut CallActorState, e
         return;
     }
     s.state = transition.next;
+    s.watchdog.set(fsm::next_deadline(&s.state, &s.deps.policy));
     for effect in transition.effects {
         run_effect(myself, s, effect).await;
     }

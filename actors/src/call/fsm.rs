@@ -742,6 +742,27 @@ fn timed_out(state: &CallState, policy: &Policy, at: Timestamp) -> bool {
     }
 }
 
+/// The earliest time at which a watchdog `Tick` could change `state`: a tick before it finds
+/// nothing to do, so the watchdog need not visit the call until then. `None` when no tick ever
+/// could. Mirrors [`timed_out`] and the recording wait in `watchdog`.
+pub fn next_deadline(state: &CallState, policy: &Policy) -> Option<Timestamp> {
+    let silence_limit = match state.status {
+        CallStatus::Queued | CallStatus::Dialing => Some(state.last_activity_at + policy.dial_timeout),
+        CallStatus::Ringing => Some(state.last_activity_at + policy.ring_timeout),
+        CallStatus::InProgress => state.answered_at.map(|from| from + policy.max_call_duration),
+        CallStatus::Ended => None,
+    };
+    let recording_wait = if state.is_ended() && state.recording == RecordingStatus::Pending {
+        state.ended_at.map(|ended| ended + policy.recording_timeout)
+    } else {
+        None
+    };
+    match (silence_limit, recording_wait) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Returns the reason a call the carrier still reports as going, past its limits, ends with.
 fn timeout_reason(state: &CallState) -> String {
     if state.status == CallStatus::InProgress { "max_call_duration" } else { "carrier_timeout" }.to_string()

@@ -387,6 +387,36 @@ fn arb_event() -> impl Strategy<Value = Event> {
 }
 
 proptest! {
+    /// The watchdog visits a call only from its `next_deadline` on, so no tick before it may
+    /// change anything; a tick just after it does, while the call is live.
+    #[test]
+    fn a_tick_before_the_next_deadline_changes_nothing(
+        events in prop::collection::vec(arb_event(), 0..40),
+        transcript in any::<bool>(),
+        early_ms in 0i64..100_000_000,
+    ) {
+        let policy = Policy::default();
+        let (state, _) = run(new_call(transcript), events);
+        match next_deadline(&state, &policy) {
+            Some(deadline) => {
+                let at = deadline - chrono::Duration::milliseconds(early_ms);
+                let transition = apply(&state, Event::Tick { at }, &policy).expect("a tick always applies");
+                prop_assert!(transition.next == state && transition.effects.is_empty(), "a tick {early_ms} ms early changed the call");
+                // While a status check is pending, its own timeout is what moves the call next.
+                if state.carrier_check_since.is_none() {
+                    let late = apply(&state, Event::Tick { at: deadline + chrono::Duration::milliseconds(1) }, &policy).unwrap();
+                    prop_assert!(late.next != state || !late.effects.is_empty(), "the deadline passed and nothing happened");
+                }
+            }
+            None => {
+                for at in [t(0), t(1_000_000), t(100_000_000)] {
+                    let transition = apply(&state, Event::Tick { at }, &policy).expect("a tick always applies");
+                    prop_assert!(transition.next == state && transition.effects.is_empty(), "a call without a deadline changed on a tick");
+                }
+            }
+        }
+    }
+
     #[test]
     fn any_event_sequence_keeps_the_invariants(events in prop::collection::vec(arb_event(), 0..40), transcript in any::<bool>()) {
         let policy = Policy::default();
