@@ -75,24 +75,25 @@ async fn update_chunk(
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     let backend = conn.get_database_backend();
-    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(updates.len() * 13);
-    let mut rows = Vec::with_capacity(updates.len());
-    let mut set = Vec::new();
-    for (record, state) in updates {
-        let first = values.len();
-        values.push(record.id.as_str().into());
-        values.push(record.workspace_id.as_str().into());
-        let columns = calls::state_columns(state, now);
-        if set.is_empty() {
-            // `v.column1` is the id and `v.column2` the workspace; the state columns follow.
-            set = (columns.iter().enumerate())
-                .map(|(i, (column, _))| format!("{} = v.column{}", column.as_str(), i + 3))
-                .collect();
-        }
-        values.extend(columns.into_iter().map(|(_, value)| value));
-        let placeholders: Vec<String> = (first..values.len()).map(|n| placeholder(backend, n)).collect();
-        rows.push(format!("({})", placeholders.join(", ")));
-    }
+    // `v.column1` is the id and `v.column2` the workspace; the state columns follow.
+    let set: Vec<String> = (calls::STATE_COLUMNS.iter().enumerate())
+        .map(|(i, column)| format!("{} = v.column{}", column.as_str(), i + 3))
+        .collect();
+    let per_row = calls::STATE_COLUMNS.len() + 2;
+    let values: Vec<sea_orm::Value> = updates
+        .iter()
+        .flat_map(|(record, state)| {
+            let key = [record.id.as_str().into(), record.workspace_id.as_str().into()];
+            key.into_iter().chain(calls::state_values(state, now))
+        })
+        .collect();
+    let rows: Vec<String> = (0..updates.len())
+        .map(|row| {
+            let placeholders: Vec<String> =
+                (row * per_row..(row + 1) * per_row).map(|n| placeholder(backend, n)).collect();
+            format!("({})", placeholders.join(", "))
+        })
+        .collect();
     let sql = format!(
         "UPDATE {table} SET {set} FROM (VALUES {rows}) AS v WHERE {table}.{id} = v.column1 AND {table}.{workspace} = v.column2",
         table = call::Entity.table_name(),

@@ -72,7 +72,7 @@ pub async fn update_state(
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     let mut update = call::Entity::update_many();
-    for (column, value) in state_columns(state, now) {
+    for (column, value) in STATE_COLUMNS.into_iter().zip(state_values(state, now)) {
         update = update.col_expr(column, Expr::value(value));
     }
     let updated = update
@@ -86,22 +86,37 @@ pub async fn update_state(
     Ok(())
 }
 
-/// The state columns a transition writes onto its call's row, with their values (what
-/// [`apply_state`] copies, for the statements that update rows without reading them).
-pub fn state_columns(state: &CallState, now: DateTime<Utc>) -> [(call::Column, sea_orm::Value); 11] {
+/// The state columns a transition writes onto its call's row (what [`apply_state`] copies), for
+/// the statements that update rows without reading them; [`state_values`] gives their values.
+pub const STATE_COLUMNS: [call::Column; 11] = [
+    call::Column::Status,
+    call::Column::Reason,
+    call::Column::ProviderCallId,
+    call::Column::TranscriptStatus,
+    call::Column::RecordingStatus,
+    call::Column::DurationS,
+    call::Column::AnswerDurationS,
+    call::Column::State,
+    call::Column::IsLive,
+    call::Column::UpdatedAt,
+    call::Column::EndedAt,
+];
+
+/// The values of [`STATE_COLUMNS`] for `state`, in the same order.
+pub fn state_values(state: &CallState, now: DateTime<Utc>) -> [sea_orm::Value; 11] {
     let duration = |s: Option<u32>| s.map(|s| i32::try_from(s).unwrap_or(i32::MAX));
     [
-        (call::Column::Status, state.api_status().to_string().into()),
-        (call::Column::Reason, state.reason.clone().into()),
-        (call::Column::ProviderCallId, state.provider_call_id.clone().into()),
-        (call::Column::TranscriptStatus, state.transcript.as_str().to_string().into()),
-        (call::Column::RecordingStatus, state.recording.as_str().to_string().into()),
-        (call::Column::DurationS, duration(state.duration_s).into()),
-        (call::Column::AnswerDurationS, duration(state.answer_duration_s).into()),
-        (call::Column::State, serde_json::to_string(state).expect("call state serializes").into()),
-        (call::Column::IsLive, (!state.is_finished()).into()),
-        (call::Column::UpdatedAt, now.into()),
-        (call::Column::EndedAt, state.ended_at.into()),
+        state.api_status().to_string().into(),
+        state.reason.clone().into(),
+        state.provider_call_id.clone().into(),
+        state.transcript.as_str().to_string().into(),
+        state.recording.as_str().to_string().into(),
+        duration(state.duration_s).into(),
+        duration(state.answer_duration_s).into(),
+        serde_json::to_string(state).expect("call state serializes").into(),
+        (!state.is_finished()).into(),
+        now.into(),
+        state.ended_at.into(),
     ]
 }
 
