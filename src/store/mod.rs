@@ -37,6 +37,10 @@ pub async fn open(url: &str) -> anyhow::Result<DatabaseConnection> {
 pub async fn open_with(url: &str, acquire_timeout: Duration) -> anyhow::Result<DatabaseConnection> {
     let mut options = ConnectOptions::new(url.to_string());
     options.sqlx_logging(false).acquire_timeout(acquire_timeout).connect_timeout(acquire_timeout);
+    // A connection is pinged before use only once it has sat idle a while (a server or a firewall
+    // may have dropped it): pinging at every checkout cost a round trip per query and per
+    // writer batch.
+    options.test_before_acquire_if_idle_for(Duration::from_secs(30));
     if url.starts_with("sqlite:") {
         // One writer at a time is SQLite's nature; WAL lets readers run beside it and the busy
         // timeout makes writers queue instead of failing. `synchronous = FULL` syncs the WAL at
