@@ -11,7 +11,7 @@ use tracing::{error, info, warn};
 
 use crate::call::CallRecord;
 use crate::call::actor::{CallActor, CallActorArgs, CallDeps, CallMessage};
-use crate::call::fsm::{self, CallState, Event, Lifecycle};
+use crate::call::fsm::{self, CallState, Effect, Event, Lifecycle};
 
 /// Stop reason of a call actor whose call is finished.
 pub const FINISHED: &str = "finished";
@@ -102,8 +102,8 @@ impl CallRegistry {
 
 /// Messages of the CallSupervisor.
 pub enum CallSupervisorMessage {
-    /// Start the actor of a committed call.
-    Start { record: Box<CallRecord>, state: Box<CallState> },
+    /// Start the actor of a committed call; it runs `effects` first (see [`CallActorArgs`]).
+    Start { record: Box<CallRecord>, state: Box<CallState>, effects: Vec<Effect> },
     /// The watchdog's beat: every live call that is due gets a `Tick`.
     Tick,
 }
@@ -139,9 +139,9 @@ impl Actor for CallSupervisor {
         s: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            CallSupervisorMessage::Start { record, state } => {
+            CallSupervisorMessage::Start { record, state, effects } => {
                 let call_id = record.id.clone();
-                let args = CallActorArgs { record: *record, state: *state, deps: s.deps.clone() };
+                let args = CallActorArgs { record: *record, state: *state, effects, deps: s.deps.clone() };
                 match Actor::spawn_linked(None, CallActor, args, myself.get_cell()).await {
                     Ok((actor, _)) => {
                         s.children.insert(actor.get_id(), call_id);
@@ -218,10 +218,21 @@ pub struct CallSupervisorHandle {
 impl CallSupervisorHandle {
     /// Starts the actor of a committed call. Returns false when the engine is shutting down.
     pub fn start_call(&self, record: CallRecord, state: CallState) -> bool {
+        self.start_call_with(record, state, Vec::new())
+    }
+
+    /// Starts the actor of a call committed together with its first transition (see
+    /// [`fsm::create`]); the actor begins by running that transition's
+    /// `effects`. Returns false when the engine is shutting down.
+    pub fn start_call_with(&self, record: CallRecord, state: CallState, effects: Vec<Effect>) -> bool {
         let current = self.current.read().expect("supervisor handle lock").clone();
         match current {
             Some(supervisor) => supervisor
-                .send_message(CallSupervisorMessage::Start { record: Box::new(record), state: Box::new(state) })
+                .send_message(CallSupervisorMessage::Start {
+                    record: Box::new(record),
+                    state: Box::new(state),
+                    effects,
+                })
                 .is_ok(),
             None => false,
         }

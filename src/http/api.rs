@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-use dialplane_actors::fsm::CallState;
+use dialplane_actors::fsm;
 use dialplane_actors::{CallRecord, CallType};
 use serde_json::{Value, json};
 use tracing::{info, warn};
@@ -228,8 +228,10 @@ pub async fn click2call(
         response_status: 200,
         response_body: response_body.to_string(),
     });
-    let state = CallState::new(call_type, record.transcript_enabled, Utc::now());
-    let row = calls::new_row(&record, request.callback_url.clone(), &state);
+    // The call is stored already dialing: its row and its first transition are one write, and
+    // its actor starts by running that transition's effects (count it live, place it).
+    let created = fsm::create(call_type, record.transcript_enabled, Utc::now(), &app.config.call_policy());
+    let row = calls::new_row(&record, request.callback_url.clone(), &created.next);
     let key = idempotency.as_ref().map(|request| (request.key.clone(), request.request_hash.clone()));
     let creation = match app.writer.write(WriteOp::InsertCall { row, idempotency }).await {
         Ok(WriteOutcome::Created(creation)) => creation,
@@ -266,8 +268,10 @@ pub async fn click2call(
     telemetry::call_created(call_type.as_api_str());
     info!(call.id = %record.id, call.type = call_type.as_api_str(), customer = %ids::mask_number(&record.customer_number), "call created");
     let call_id = record.id.clone();
-    if !app.calls.start_call(record, state) {
-        warn!(call.id = %call_id, "engine is shutting down; the call stays queued until the next start");
+    if !app.calls.start_call_with(record, created.next, created.effects) {
+        // At the next start the call is resumed and reconciled with its carrier (never placed:
+        // it ends failed, `not_placed`).
+        warn!(call.id = %call_id, "engine is shutting down; the call was not placed");
     }
     Ok(json_response(StatusCode::OK, &response_body))
 }

@@ -351,9 +351,10 @@ async fn insert_call(
         at: row.created_at,
         except: None,
     };
-    after.woken.extend(
-        webhook_store::fan_out(conn, &context.subscriptions, event, || events::call_data(&row, 1, None)).await?,
-    );
+    // The row may be stored already dialing (its first transition written with it); the event
+    // tells of the call's acceptance, as the API's answer does: `queued`.
+    let queued = || events::call_data(&row, 1, Some(("status", serde_json::json!("queued"))));
+    after.woken.extend(webhook_store::fan_out(conn, &context.subscriptions, event, queued).await?);
     if let Some(request) = idempotency {
         idempotency_key::ActiveModel {
             workspace_id: Set(row.workspace_id.clone()),

@@ -303,6 +303,9 @@ async fn lifecycle_events_are_signed_filtered_and_numbered_per_call() {
     let sequences: Vec<i64> = sorted.iter().map(|d| d.body["data"]["sequence"].as_i64().unwrap()).collect();
     assert_eq!(sequences, [1, 2, 3, 4, 5, 6], "a sequence per call, without gaps");
     assert_eq!(types(&got), expected, "one call's events also arrive in order");
+    // The call is stored already dialing, but its first event tells of it being accepted.
+    assert_eq!(sorted[0].body["data"]["status"], "queued");
+    assert_eq!(sorted[1].body["data"]["status"], "ringing");
 
     let now = chrono::Utc::now().timestamp();
     for d in &got {

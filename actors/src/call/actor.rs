@@ -34,6 +34,9 @@ pub struct CallDeps {
 pub struct CallActorArgs {
     pub record: CallRecord,
     pub state: CallState,
+    /// Effects of the transition `state` was committed by that are still to run (a call created
+    /// already dialing starts by placing itself); empty for a call resumed from the store.
+    pub effects: Vec<Effect>,
     pub deps: Arc<CallDeps>,
 }
 
@@ -52,6 +55,8 @@ pub struct CallActorState {
     deps: Arc<CallDeps>,
     /// When the watchdog next needs to look at the call.
     watchdog: Arc<WatchdogDue>,
+    /// Effects committed with the call that `post_start` runs (taken, so empty afterwards).
+    first_effects: Vec<Effect>,
 }
 
 /// Drives one call from `queued` to finished.
@@ -71,7 +76,13 @@ impl Actor for CallActor {
         // call), once the call's next deadline has come.
         let watchdog = args.deps.registry.insert(&args.record.id, myself.clone());
         watchdog.set(fsm::next_deadline(&args.state, &args.deps.policy));
-        Ok(CallActorState { record: args.record, state: args.state, deps: args.deps, watchdog })
+        Ok(CallActorState {
+            record: args.record,
+            state: args.state,
+            deps: args.deps,
+            watchdog,
+            first_effects: args.effects,
+        })
     }
 
     async fn post_start(
@@ -80,7 +91,12 @@ impl Actor for CallActor {
         s: &mut CallActorState,
     ) -> Result<(), ActorProcessingErr> {
         let at = s.deps.clock.now();
-        if s.state.status == fsm::CallStatus::Queued {
+        let first_effects = std::mem::take(&mut s.first_effects);
+        if !first_effects.is_empty() {
+            for effect in first_effects {
+                Box::pin(run_effect(&myself, s, effect)).await;
+            }
+        } else if s.state.status == fsm::CallStatus::Queued {
             Box::pin(apply_and_run(&myself, s, Event::DialStarted { at })).await;
         } else if s.state.is_finished() {
             myself.stop(Some(FINISHED.into()));

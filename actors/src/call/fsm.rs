@@ -487,6 +487,15 @@ pub enum InvalidTransition {
     NotApplicable { event: &'static str, status: CallStatus },
 }
 
+/// A new call as it is first stored: created and already dialing, so the call's row and its first
+/// transition are one write. The transition's effects (count the call live, place it) are its
+/// actor's first work. Should `DialStarted` ever not apply to a new call, the call is returned
+/// queued with no effects, and its actor dials it as it does a call resumed queued.
+pub fn create(call_type: CallType, transcript_enabled: bool, at: Timestamp, policy: &Policy) -> Transition {
+    let queued = CallState::new(call_type, transcript_enabled, at);
+    apply(&queued, Event::DialStarted { at }, policy).unwrap_or(Transition { next: queued, effects: Vec::new() })
+}
+
 /// Applies `event` to `state` under `policy`.
 ///
 /// Returns the next state with the effects to run, or why the event does not apply. A `Tick` that

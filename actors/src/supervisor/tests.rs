@@ -38,6 +38,8 @@ type StoredCall = (CallRecord, CallState, Vec<Lifecycle>);
 #[derive(Default)]
 struct FakeStore {
     calls: Mutex<HashMap<String, StoredCall>>,
+    /// Every commit, in order: the call id and the state committed.
+    commits: Mutex<Vec<(String, CallState)>>,
 }
 
 #[async_trait]
@@ -46,6 +48,7 @@ impl CallStore for FakeStore {
         if call.id == "call_panics" && state.status == CallStatus::Ringing {
             panic!("a bug in the store adapter");
         }
+        self.commits.lock().unwrap().push((call.id.clone(), state.clone()));
         let mut calls = self.calls.lock().unwrap();
         let entry = calls.entry(call.id.clone()).or_insert_with(|| (call.clone(), state.clone(), Vec::new()));
         entry.1 = state.clone();
@@ -195,5 +198,36 @@ async fn a_panicking_call_fails_alone_with_one_terminal_event() {
         !live.contains("call_panics") && !live.contains("call_survives")
     })
     .await;
+    RootSupervisor::shutdown(root, &handle).await;
+}
+
+/// A call stored already dialing (its row and first transition one write) starts by running that
+/// transition's effects: it is counted live and placed, and the actor commits no `dialing` of its
+/// own; the first thing it commits is the carrier's id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_created_dialing_is_placed_without_committing_dialing_again() {
+    let store = Arc::new(FakeStore::default());
+    let counters = Arc::new(FakeCounters::default());
+    let deps = Arc::new(CallDeps {
+        carrier: Arc::new(FakeCarrier),
+        store: store.clone(),
+        counters: counters.clone(),
+        transcriber: Arc::new(NoTranscriber),
+        clock: Arc::new(SystemClock),
+        registry: Arc::new(CallRegistry::default()),
+        policy: Policy::default(),
+        watchdog_interval: Duration::from_millis(50),
+        stage_attempts: 1,
+    });
+    let (root, handle) = RootSupervisor::start(deps).await.unwrap();
+    let created = fsm::create(CallType::ClickToCall, false, Utc::now(), &Policy::default());
+    assert!(handle.start_call_with(record("call_created"), created.next, created.effects));
+    eventually("the call to be placed", || !store.commits.lock().unwrap().is_empty()).await;
+    let commits = store.commits.lock().unwrap().clone();
+    let (id, first) = &commits[0];
+    assert_eq!(id, "call_created");
+    assert_eq!(first.status, CallStatus::Dialing);
+    assert_eq!(first.provider_call_id.as_deref(), Some("P-call_created"));
+    assert!(counters.live.lock().unwrap().contains("call_created"));
     RootSupervisor::shutdown(root, &handle).await;
 }

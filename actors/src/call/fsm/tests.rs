@@ -57,6 +57,21 @@ fn new_call(transcript: bool) -> CallState {
     CallState::new(CallType::ClickToCall, transcript, t(0))
 }
 
+/// A call is stored already dialing, so its row and its first transition are one write: that is
+/// only right while starting to dial publishes nothing (the insert writes no outbox rows) and the
+/// state is the one `DialStarted` leads to.
+#[test]
+fn a_created_call_is_dialing_with_its_first_effects_and_publishes_nothing() {
+    for transcript in [false, true] {
+        let created = create(CallType::ClickToCall, transcript, t(0), &Policy::default());
+        let dialed = apply(&new_call(transcript), Event::DialStarted { at: t(0) }, &Policy::default()).unwrap();
+        assert_eq!(created.next.status, CallStatus::Dialing);
+        assert_eq!(created.next, dialed.next);
+        assert_eq!(created.effects, vec![Effect::CountLive, Effect::PlaceCall]);
+        assert_eq!(created.published().count(), 0);
+    }
+}
+
 /// Named states reachable from a new call, for the state × event table.
 fn named_states() -> Vec<(&'static str, CallState)> {
     let queued = new_call(true);
