@@ -1,7 +1,7 @@
 //! Multi-row statements for the group-commit writer. The rows a batch adds to one table go in one
-//! `INSERT`, and the call-state updates that publish nothing go in one
-//! `UPDATE … FROM (VALUES …)`. Per statement, sqlx hands the work to SQLite's thread (or to
-//! PostgreSQL) and waits for the answer, which cost more than the writing itself.
+//! `INSERT`, and the call-state updates that publish nothing, like the sandbox's progress
+//! updates, go in one `UPDATE … FROM (VALUES …)`. Per statement, sqlx hands the work to SQLite's
+//! thread (or to PostgreSQL) and waits for the answer, which cost more than the writing itself.
 //!
 //! The statements run in the batch's transaction. If one fails, the writer runs the batch again
 //! write by write, so a bad row still fails alone.
@@ -16,7 +16,7 @@ use dialplane_actors::fsm::CallState;
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DbBackend, DbErr, EntityName, EntityTrait, IdenStatic, Statement};
 
 use super::calls;
-use super::entities::call;
+use super::entities::{call, sandbox_call};
 
 /// Most rows one statement takes (a power of two).
 const MAX_CHUNK: usize = 128;
@@ -60,53 +60,70 @@ pub async fn update_call_states(
     updates: &[(&CallRecord, &CallState)],
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let mut rest = updates;
-    for size in chunk_sizes(updates.len()) {
-        let (chunk, after) = rest.split_at(size);
-        update_chunk(conn, chunk, now).await?;
-        rest = after;
-    }
-    Ok(())
-}
-
-async fn update_chunk(
-    conn: &impl ConnectionTrait,
-    updates: &[(&CallRecord, &CallState)],
-    now: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    let backend = conn.get_database_backend();
-    // `v.column1` is the id and `v.column2` the workspace; the state columns follow.
-    let set: Vec<String> = (calls::STATE_COLUMNS.iter().enumerate())
-        .map(|(i, column)| format!("{} = v.column{}", column.as_str(), i + 3))
-        .collect();
-    let per_row = calls::STATE_COLUMNS.len() + 2;
-    let values: Vec<sea_orm::Value> = updates
-        .iter()
-        .flat_map(|(record, state)| {
-            let key = [record.id.as_str().into(), record.workspace_id.as_str().into()];
-            key.into_iter().chain(calls::state_values(state, now))
-        })
-        .collect();
-    let rows: Vec<String> = (0..updates.len())
-        .map(|row| {
-            let placeholders: Vec<String> =
-                (row * per_row..(row + 1) * per_row).map(|n| placeholder(backend, n)).collect();
-            format!("({})", placeholders.join(", "))
-        })
-        .collect();
-    let sql = format!(
-        "UPDATE {table} SET {set} FROM (VALUES {rows}) AS v WHERE {table}.{id} = v.column1 AND {table}.{workspace} = v.column2",
-        table = call::Entity.table_name(),
-        set = set.join(", "),
-        rows = rows.join(", "),
-        id = call::Column::Id.as_str(),
-        workspace = call::Column::WorkspaceId.as_str(),
-    );
-    let updated = conn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?.rows_affected();
+    let keys = [call::Column::Id.as_str(), call::Column::WorkspaceId.as_str()];
+    let set: Vec<&str> = calls::STATE_COLUMNS.iter().map(|column| column.as_str()).collect();
+    let rows = updates.iter().map(|(record, state)| {
+        let key = [record.id.as_str().into(), record.workspace_id.as_str().into()];
+        key.into_iter().chain(calls::state_values(state, now)).collect()
+    });
+    let updated = update_from_values(conn, call::Entity.table_name(), &keys, &set, rows.collect()).await?;
     if updated != updates.len() as u64 {
         return Err(DbErr::RecordNotFound(format!("{updated} of {} calls are stored", updates.len())));
     }
     Ok(())
+}
+
+/// Writes the sandbox carrier's progress through each call's timeline (its last acknowledged
+/// callback and whether it is finished), one statement per chunk. A call may appear once only;
+/// like the one-row update, a call the sandbox does not know is left alone.
+pub async fn update_sandbox_progress(conn: &impl ConnectionTrait, updates: &[(&str, i32, bool)]) -> Result<(), DbErr> {
+    let keys = [sandbox_call::Column::Sid.as_str()];
+    let set = [sandbox_call::Column::AckedSequence.as_str(), sandbox_call::Column::Finished.as_str()];
+    let rows = updates.iter().map(|(sid, acked, finished)| vec![(*sid).into(), (*acked).into(), (*finished).into()]);
+    update_from_values(conn, sandbox_call::Entity.table_name(), &keys, &set, rows.collect()).await?;
+    Ok(())
+}
+
+/// `UPDATE table SET set… FROM (VALUES …) AS v WHERE` each key column equals its value, which
+/// works alike on SQLite and PostgreSQL. Each row holds the key columns' values, then the set
+/// columns'. Returns how many rows were updated.
+async fn update_from_values(
+    conn: &impl ConnectionTrait,
+    table: &str,
+    keys: &[&str],
+    set: &[&str],
+    rows: Vec<Vec<sea_orm::Value>>,
+) -> Result<u64, DbErr> {
+    let backend = conn.get_database_backend();
+    let per_row = keys.len() + set.len();
+    // `VALUES` names its columns `column1`, `column2`, …: the keys first, then the set columns.
+    let matches: Vec<String> =
+        keys.iter().enumerate().map(|(i, key)| format!("{table}.{key} = v.column{}", i + 1)).collect();
+    let assignments: Vec<String> =
+        set.iter().enumerate().map(|(i, column)| format!("{column} = v.column{}", keys.len() + i + 1)).collect();
+    let mut updated = 0;
+    let mut rows = rows.into_iter();
+    for size in chunk_sizes(rows.len()) {
+        let values: Vec<sea_orm::Value> = rows.by_ref().take(size).flatten().collect();
+        if values.len() != size * per_row {
+            return Err(DbErr::Custom(format!("a row to update in {table} does not have {per_row} values")));
+        }
+        let tuples: Vec<String> = (0..size)
+            .map(|row| {
+                let placeholders: Vec<String> =
+                    (row * per_row..(row + 1) * per_row).map(|n| placeholder(backend, n)).collect();
+                format!("({})", placeholders.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "UPDATE {table} SET {} FROM (VALUES {}) AS v WHERE {}",
+            assignments.join(", "),
+            tuples.join(", "),
+            matches.join(" AND "),
+        );
+        updated += conn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?.rows_affected();
+    }
+    Ok(updated)
 }
 
 /// The `n`th (0-based) bound parameter in `backend`'s syntax.

@@ -161,19 +161,24 @@ async fn write_together(context: &WriterContext, jobs: &[Job]) -> Result<(Vec<Wr
 }
 
 /// Writes with one statement per kind what many writes of a batch do alike: the rows of new calls
-/// (those without an Idempotency-Key), of the event log and of the sandbox's log, and the state
-/// of transitions that publish nothing. Returns, per write, whether that part of it is done;
-/// [`apply`] does the rest.
+/// (those without an Idempotency-Key), of the event log and of the sandbox's log, the state of
+/// transitions that publish nothing, and the sandbox's progress. Returns, per write, whether that
+/// part of it is done; [`apply`] does the rest.
 async fn write_in_bulk(conn: &impl ConnectionTrait, jobs: &[Job]) -> Result<Vec<bool>, DbErr> {
-    // A call with two transitions in one batch keeps them in order, one by one.
+    // A call with two transitions (or two sandbox progress updates) in one batch keeps them in
+    // order, one by one.
     let mut commits_per_call: HashMap<&str, usize> = HashMap::new();
+    let mut progress_per_call: HashMap<&str, usize> = HashMap::new();
     for job in jobs {
-        if let WriteOp::Commit { record, .. } = &job.op {
-            *commits_per_call.entry(record.id.as_str()).or_default() += 1;
+        match &job.op {
+            WriteOp::Commit { record, .. } => *commits_per_call.entry(record.id.as_str()).or_default() += 1,
+            WriteOp::SandboxProgress { sid, .. } => *progress_per_call.entry(sid.as_str()).or_default() += 1,
+            _ => {}
         }
     }
     let mut in_bulk = vec![false; jobs.len()];
     let (mut new_calls, mut log_rows, mut sandbox_rows, mut states) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut progress = Vec::new();
     for (job, in_bulk) in jobs.iter().zip(in_bulk.iter_mut()) {
         match &job.op {
             WriteOp::InsertCall { row, idempotency: None } => {
@@ -186,6 +191,11 @@ async fn write_in_bulk(conn: &impl ConnectionTrait, jobs: &[Job]) -> Result<Vec<
             {
                 states.push((record, state));
             }
+            WriteOp::SandboxProgress { sid, acked_sequence, finished }
+                if progress_per_call.get(sid.as_str()) == Some(&1) =>
+            {
+                progress.push((sid.as_str(), *acked_sequence, *finished));
+            }
             _ => continue,
         }
         *in_bulk = true;
@@ -194,6 +204,8 @@ async fn write_in_bulk(conn: &impl ConnectionTrait, jobs: &[Job]) -> Result<Vec<
     bulk::insert_all(conn, log_rows).await?;
     bulk::insert_all(conn, sandbox_rows).await?;
     bulk::update_call_states(conn, &states, Utc::now()).await?;
+    // After the sandbox's new rows, which a progress update of the same batch may be about.
+    bulk::update_sandbox_progress(conn, &progress).await?;
     Ok(in_bulk)
 }
 
@@ -295,7 +307,12 @@ async fn apply(
         WriteOp::InsertCall { row, idempotency } => {
             insert_call(context, conn, row, idempotency.as_ref(), after, in_bulk).await.map(WriteOutcome::Created)
         }
-        WriteOp::LogEvent { .. } | WriteOp::SandboxCall(_) | WriteOp::Commit { .. } if in_bulk => {
+        WriteOp::LogEvent { .. }
+        | WriteOp::SandboxCall(_)
+        | WriteOp::Commit { .. }
+        | WriteOp::SandboxProgress { .. }
+            if in_bulk =>
+        {
             Ok(WriteOutcome::Done)
         }
         WriteOp::LogEvent { event } => {
@@ -582,5 +599,54 @@ mod tests {
             let (_, state) = calls::record_of(&row).unwrap();
             assert_eq!(state, placed(i));
         }
+    }
+
+    /// The sandbox's new calls and its progress updates share a statement per kind; a call with
+    /// two updates in one batch gets them in order, and an update for a call the sandbox does not
+    /// know changes nothing and fails nothing.
+    #[tokio::test]
+    async fn sandbox_progress_updates_share_a_statement_and_keep_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, context) = writer_on_sqlite(&dir).await;
+        let sandbox_row = |sid: &str| sandbox_call::Model {
+            sid: sid.to_string(),
+            reference: format!("call_{sid}"),
+            kind: "click_to_call".to_string(),
+            customer_number: "919999999999".to_string(),
+            status_callback: "http://localhost/callback".to_string(),
+            placed_at: Utc::now(),
+            time_scale: 0.0,
+            acked_sequence: 0,
+            finished: false,
+        };
+        let progress = |sid: &str, acked_sequence, finished| WriteOp::SandboxProgress {
+            sid: sid.to_string(),
+            acked_sequence,
+            finished,
+        };
+        let ops = vec![
+            WriteOp::SandboxCall(Box::new(sandbox_row("SB1"))),
+            WriteOp::SandboxCall(Box::new(sandbox_row("SB2"))),
+            WriteOp::SandboxCall(Box::new(sandbox_row("SB3"))),
+            progress("SB1", 2, false),
+            progress("SB2", 1, false),
+            progress("SB2", 3, true),
+            progress("SB_unknown", 1, true),
+        ];
+        let (jobs, answers): (Vec<_>, Vec<_>) = ops.into_iter().map(job).unzip();
+        write_batch(&context, jobs).await;
+        for answer in answers {
+            assert_eq!(answer.await.unwrap().unwrap(), WriteOutcome::Done);
+        }
+        let stored = |sid: &'static str| {
+            let db = db.clone();
+            async move {
+                let row = sandbox_call::Entity::find_by_id(sid).one(&db).await.unwrap().unwrap();
+                (row.acked_sequence, row.finished)
+            }
+        };
+        assert_eq!(stored("SB1").await, (2, false));
+        assert_eq!(stored("SB2").await, (3, true), "the later update of one call wins");
+        assert_eq!(stored("SB3").await, (0, false), "a call without an update is left alone");
     }
 }
