@@ -118,6 +118,21 @@ fn record(id: &str) -> CallRecord {
     }
 }
 
+/// Call dependencies on the fakes above, with a fast watchdog and one attempt per stage.
+fn deps(store: &Arc<FakeStore>, counters: &Arc<FakeCounters>, registry: &Arc<CallRegistry>) -> Arc<CallDeps> {
+    Arc::new(CallDeps {
+        carrier: Arc::new(FakeCarrier),
+        store: store.clone(),
+        counters: counters.clone(),
+        transcriber: Arc::new(NoTranscriber),
+        clock: Arc::new(SystemClock),
+        registry: registry.clone(),
+        policy: Policy::default(),
+        watchdog_interval: Duration::from_millis(50),
+        stage_attempts: 1,
+    })
+}
+
 fn carrier_update(sequence: u64, leg: Leg, status: LegStatus) -> Event {
     Event::Carrier(CarrierUpdate {
         sequence,
@@ -145,18 +160,7 @@ async fn a_panicking_call_fails_alone_with_one_terminal_event() {
     let store = Arc::new(FakeStore::default());
     let counters = Arc::new(FakeCounters::default());
     let registry = Arc::new(CallRegistry::default());
-    let deps = Arc::new(CallDeps {
-        carrier: Arc::new(FakeCarrier),
-        store: store.clone(),
-        counters: counters.clone(),
-        transcriber: Arc::new(NoTranscriber),
-        clock: Arc::new(SystemClock),
-        registry: registry.clone(),
-        policy: Policy::default(),
-        watchdog_interval: Duration::from_millis(50),
-        stage_attempts: 1,
-    });
-    let (root, handle) = RootSupervisor::start(deps).await.unwrap();
+    let (root, handle) = RootSupervisor::start(deps(&store, &counters, &registry)).await.unwrap();
     let at = Utc::now();
     for id in ["call_panics", "call_survives"] {
         assert!(handle.start_call(record(id), CallState::new(CallType::ClickToCall, false, at)));
@@ -208,18 +212,8 @@ async fn a_panicking_call_fails_alone_with_one_terminal_event() {
 async fn a_call_created_dialing_is_placed_without_committing_dialing_again() {
     let store = Arc::new(FakeStore::default());
     let counters = Arc::new(FakeCounters::default());
-    let deps = Arc::new(CallDeps {
-        carrier: Arc::new(FakeCarrier),
-        store: store.clone(),
-        counters: counters.clone(),
-        transcriber: Arc::new(NoTranscriber),
-        clock: Arc::new(SystemClock),
-        registry: Arc::new(CallRegistry::default()),
-        policy: Policy::default(),
-        watchdog_interval: Duration::from_millis(50),
-        stage_attempts: 1,
-    });
-    let (root, handle) = RootSupervisor::start(deps).await.unwrap();
+    let registry = Arc::new(CallRegistry::default());
+    let (root, handle) = RootSupervisor::start(deps(&store, &counters, &registry)).await.unwrap();
     let created = fsm::create(CallType::ClickToCall, false, Utc::now(), &Policy::default());
     assert!(handle.start_call_with(record("call_created"), created.next, created.effects));
     eventually("the call to be placed", || !store.commits.lock().unwrap().is_empty()).await;
