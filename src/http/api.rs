@@ -269,9 +269,9 @@ pub async fn click2call(
     info!(call.id = %record.id, call.type = call_type.as_api_str(), customer = %ids::mask_number(&record.customer_number), "call created");
     let call_id = record.id.clone();
     if !app.calls.start_call_with(record, created.next, created.effects) {
-        // At the next start the call is resumed and reconciled with its carrier (never placed:
-        // it ends failed, `not_placed`).
-        warn!(call.id = %call_id, "engine is shutting down; the call was not placed");
+        // No call supervisor (stopping, or being restarted): at the next start the call is
+        // resumed and checked with its carrier (README, Durability).
+        warn!(call.id = %call_id, "no call supervisor to start the call; it was not placed");
     }
     Ok(json_response(StatusCode::OK, &response_body))
 }

@@ -1,7 +1,8 @@
 //! Multi-row statements for the group-commit writer. The rows a batch adds to one table go in one
-//! `INSERT`, and the call-state updates that publish nothing, like the sandbox's progress
-//! updates, go in one `UPDATE … FROM (VALUES …)`. Per statement, sqlx hands the work to SQLite's
-//! thread (or to PostgreSQL) and waits for the answer, which cost more than the writing itself.
+//! `INSERT`. The call-state updates that publish nothing go in one `UPDATE … FROM (VALUES …)`,
+//! and so do the sandbox's progress updates (a statement per table). Per statement, sqlx hands
+//! the work to SQLite's thread (or to PostgreSQL) and waits for the answer, which cost more than
+//! the writing itself.
 //!
 //! The statements run in the batch's transaction. If one fails, the writer runs the batch again
 //! write by write, so a bad row still fails alone.

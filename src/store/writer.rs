@@ -583,6 +583,11 @@ mod tests {
             jobs.push(commit);
             answers.push(answer);
         }
+        // Alone, the states go in one multi-row statement that succeeds.
+        let txn = crate::store::begin_write(&db).await.unwrap();
+        let in_bulk = write_in_bulk(&txn, &jobs).await.expect("the multi-row update runs");
+        txn.rollback().await.unwrap();
+        assert!(in_bulk.iter().all(|done| *done));
         let (missing, missing_answer) =
             job(WriteOp::Commit { record: record("call_missing"), state: placed(9), published: Vec::new() });
         jobs.insert(1, missing);
@@ -634,6 +639,13 @@ mod tests {
             progress("SB_unknown", 1, true),
         ];
         let (jobs, answers): (Vec<_>, Vec<_>) = ops.into_iter().map(job).unzip();
+        // The multi-row statements themselves succeed (`write_batch` would hide a failing one by
+        // running the batch again write by write), and only the second call's two updates are
+        // left to go one by one.
+        let txn = crate::store::begin_write(&db).await.unwrap();
+        let in_bulk = write_in_bulk(&txn, &jobs).await.expect("the multi-row statements run");
+        txn.rollback().await.unwrap();
+        assert_eq!(in_bulk, [true, true, true, true, false, false, true]);
         write_batch(&context, jobs).await;
         for answer in answers {
             assert_eq!(answer.await.unwrap().unwrap(), WriteOutcome::Done);
