@@ -60,6 +60,8 @@ pub struct App {
     pub registry: Arc<CallRegistry>,
     /// Starts call actors.
     pub calls: Arc<CallSupervisorHandle>,
+    /// The call state machine's policy, as the call actors have it.
+    pub call_policy: dialplane_actors::fsm::Policy,
     pub counters: Arc<dyn LiveCounters>,
     pub store: Arc<SeaCallStore>,
     /// Group-commits the hot writes (call creation, transitions, the callback log).
@@ -200,6 +202,7 @@ pub async fn run(
     ));
     // Calls resumed below may belong to carrier accounts: the directory is read first.
     carrier_router.reload(&db).await?;
+    let call_policy = config.call_policy();
     let deps = Arc::new(CallDeps {
         carrier: carrier_router.clone(),
         store: store.clone(),
@@ -207,7 +210,7 @@ pub async fn run(
         transcriber: Arc::new(transcribe::SandboxTranscriber),
         clock: Arc::new(SystemClock),
         registry: registry.clone(),
-        policy: config.call_policy(),
+        policy: call_policy.clone(),
         watchdog_interval: Duration::from_millis(config.watchdog_interval_ms),
         stage_attempts: 5,
     });
@@ -224,6 +227,7 @@ pub async fn run(
         signer,
         registry,
         calls: calls.clone(),
+        call_policy,
         counters,
         store,
         writer,

@@ -230,7 +230,7 @@ pub async fn click2call(
     });
     // The call is stored already dialing: its row and its first transition are one write, and
     // its actor starts by running that transition's effects (count it live, place it).
-    let created = fsm::create(call_type, record.transcript_enabled, Utc::now(), &app.config.call_policy());
+    let created = fsm::create(call_type, record.transcript_enabled, Utc::now(), &app.call_policy);
     let row = calls::new_row(&record, request.callback_url.clone(), &created.next);
     let key = idempotency.as_ref().map(|request| (request.key.clone(), request.request_hash.clone()));
     let creation = match app.writer.write(WriteOp::InsertCall { row, idempotency }).await {

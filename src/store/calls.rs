@@ -8,8 +8,8 @@ use dialplane_actors::fsm::CallState;
 use dialplane_actors::{CallRecord, CallType};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, ModelTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
 use super::entities::{call, call_event, idempotency_key, transcript};
@@ -50,17 +50,9 @@ pub fn new_row(record: &CallRecord, callback_url: Option<String>, state: &CallSt
 
 /// Copies a state machine state onto the searchable columns of its row.
 pub fn apply_state(row: &mut call::Model, state: &CallState, now: DateTime<Utc>) {
-    row.status = state.api_status().to_string();
-    row.reason = state.reason.clone();
-    row.provider_call_id = state.provider_call_id.clone();
-    row.transcript_status = state.transcript.as_str().to_string();
-    row.recording_status = state.recording.as_str().to_string();
-    row.duration_s = state.duration_s.map(|s| i32::try_from(s).unwrap_or(i32::MAX));
-    row.answer_duration_s = state.answer_duration_s.map(|s| i32::try_from(s).unwrap_or(i32::MAX));
-    row.state = serde_json::to_string(state).expect("call state serializes");
-    row.is_live = !state.is_finished();
-    row.updated_at = now;
-    row.ended_at = state.ended_at;
+    for (column, value) in STATE_COLUMNS.into_iter().zip(state_values(state, now)) {
+        row.set(column, value);
+    }
 }
 
 /// Writes a state onto its call's row with one `UPDATE` of the state columns, without reading
@@ -86,8 +78,9 @@ pub async fn update_state(
     Ok(())
 }
 
-/// The state columns a transition writes onto its call's row (what [`apply_state`] copies), for
-/// the statements that update rows without reading them; [`state_values`] gives their values.
+/// The state columns a transition writes onto its call's row ([`apply_state`] onto a row in
+/// memory, [`update_state`] and the writer's multi-row update onto stored rows);
+/// [`state_values`] gives their values.
 pub const STATE_COLUMNS: [call::Column; 11] = [
     call::Column::Status,
     call::Column::Reason,
