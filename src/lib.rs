@@ -246,6 +246,9 @@ pub async fn run(
         },
     });
 
+    // The live counters are rebuilt before any call actor runs: a rebuild that raced a resumed
+    // call's end could put the ended call back in the counters (until the next rebuild).
+    reconcile_counters(&app).await;
     // Calls a previous run left unfinished get their actors back.
     let unfinished = store::calls::unfinished(&db).await?;
     if !unfinished.is_empty() {
@@ -350,26 +353,37 @@ pub async fn run(
     Ok(())
 }
 
-/// Periodic upkeep: rebuilds the live counters from the database (at start, then every
-/// `counter_reconcile_interval`, so they recover from crashes and counter-store outages), reloads
-/// the webhook subscriptions and carrier accounts, and forgets Idempotency-Keys older than 48 hours.
+/// Rebuilds the live counters from the calls the database has live.
+async fn reconcile_counters(app: &App) {
+    match store::calls::counted_live(&app.db).await {
+        Ok(rows) => {
+            let live: Vec<_> =
+                rows.iter().filter_map(|row| store::calls::record_of(row).ok().map(|(record, _)| record)).collect();
+            if let Err(e) = app.counters.reconcile(&live).await {
+                warn!(error = %e, "live counters could not be reconciled");
+            }
+        }
+        Err(e) => warn!(error = %e, "live calls could not be read for reconciliation"),
+    }
+}
+
+/// Periodic upkeep: rebuilds the live counters from the database every
+/// `counter_reconcile_interval` (at start, `run` rebuilt them before resuming calls), so they
+/// recover from crashes and counter-store outages; reloads the webhook subscriptions and carrier
+/// accounts, and forgets Idempotency-Keys older than 48 hours.
 async fn maintain(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
     let mut interval = tokio::time::interval(app.config.counter_reconcile_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick comes at once, while resumed calls may be ending: the counters were just
+    // rebuilt, so that tick leaves them alone.
+    let mut counters_fresh = true;
     loop {
         tokio::select! {
             _ = interval.tick() => {}
             _ = stopped.changed() => return,
         }
-        match store::calls::counted_live(&app.db).await {
-            Ok(rows) => {
-                let live: Vec<_> =
-                    rows.iter().filter_map(|row| store::calls::record_of(row).ok().map(|(record, _)| record)).collect();
-                if let Err(e) = app.counters.reconcile(&live).await {
-                    warn!(error = %e, "live counters could not be reconciled");
-                }
-            }
-            Err(e) => warn!(error = %e, "live calls could not be read for reconciliation"),
+        if !std::mem::take(&mut counters_fresh) {
+            reconcile_counters(&app).await;
         }
         // Subscriptions changed by other nodes.
         match app.webhooks.directory.reload(&app.db).await {
