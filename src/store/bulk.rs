@@ -1,155 +1,261 @@
-//! Multi-row statements for the group-commit writer. The rows a batch adds to one table go in one
-//! `INSERT`. The call-state updates that publish nothing go in one `UPDATE … FROM (VALUES …)`,
-//! and so do the sandbox's progress updates (a statement per table). Per statement, sqlx hands
-//! the work to SQLite's thread (or to PostgreSQL) and waits for the answer, which cost more than
-//! the writing itself.
+//! The group-commit writer's batch as one statement. Every row a batch adds to one table, and
+//! every call-state or sandbox-progress update it makes, travel together as one JSON document per
+//! table, bound as a single parameter, and the database unpacks them (`jsonb_each` on SQLite,
+//! `jsonb_array_elements` on PostgreSQL). So a batch costs one hand-off to SQLite's thread (or one
+//! round trip to PostgreSQL) whatever its size and mix, and the statement's text never changes, so
+//! it is prepared once per connection.
 //!
-//! The statements run in the batch's transaction. If one fails, the writer runs the batch again
-//! write by write, so a bad row still fails alone.
+//! - SQLite runs the five statements in one call (sqlx runs a query of several statements in
+//!   order, binding each its own parameter).
+//! - PostgreSQL takes one parameter set per statement, so there they are data-modifying CTEs of
+//!   one statement. They see the same snapshot: an update does not see a row inserted by the same
+//!   batch, and the writer keeps such updates out of the bulk write.
 //!
-//! Rows go in chunks whose sizes are powers of two (13 rows = 8 + 4 + 1). sqlx keeps every
-//! statement it prepared, per connection, and a 200-row statement is a large one: with a
-//! statement per batch size, that cache alone held tens of MiB.
+//! Values are put in the document as sqlx would bind them, so a row written here reads back, and
+//! compares, exactly like one written by sea-orm: on SQLite a time is the text sqlx writes, on
+//! PostgreSQL each value is cast to its column's type.
+//!
+//! The statements run in the batch's transaction. If the rows written are not the rows expected
+//! (an update found no row), the write fails, and the writer runs the batch again write by write,
+//! so a bad write still fails alone.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use dialplane_actors::CallRecord;
 use dialplane_actors::fsm::CallState;
-use sea_orm::{ActiveModelTrait, ConnectionTrait, DbBackend, DbErr, EntityName, EntityTrait, IdenStatic, Statement};
+use sea_orm::sea_query::ColumnType;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, IdenStatic, Iterable, ModelTrait, PrimaryKeyToColumn,
+    PrimaryKeyTrait, Statement, Value,
+};
 
 use super::calls;
-use super::entities::{call, sandbox_call};
+use super::entities::{call, call_event, sandbox_call};
 
-/// Most rows one statement takes (a power of two).
-const MAX_CHUNK: usize = 128;
+/// What one batch writes in bulk.
+#[derive(Default)]
+pub struct BulkWrite<'a> {
+    /// New calls, as stored.
+    pub new_calls: Vec<call::Model>,
+    /// Rows of the call event log (the database numbers them).
+    pub log_rows: Vec<&'a call_event::Model>,
+    /// Calls the sandbox carrier accepted.
+    pub sandbox_rows: Vec<&'a sandbox_call::Model>,
+    /// Call states to write onto stored calls, a call once at most.
+    pub states: Vec<(&'a CallRecord, &'a CallState)>,
+    /// The sandbox's progress through stored calls (sid, last acknowledged callback, finished), a
+    /// call once at most.
+    pub progress: Vec<(&'a str, i32, bool)>,
+}
 
-/// Splits `rows` rows into chunks of at most [`MAX_CHUNK`], each a power of two, largest first.
-fn chunk_sizes(mut rows: usize) -> impl Iterator<Item = usize> {
-    let mut size = MAX_CHUNK;
-    std::iter::from_fn(move || {
-        while size > 0 {
-            if rows >= size {
-                rows -= size;
-                return Some(size);
-            }
-            size /= 2;
+impl BulkWrite<'_> {
+    /// How many rows the write adds or changes when every update finds its row.
+    fn rows(&self) -> usize {
+        self.new_calls.len() + self.log_rows.len() + self.sandbox_rows.len() + self.states.len() + self.progress.len()
+    }
+}
+
+/// Writes `bulk` with one statement. Fails with [`DbErr::RecordNotFound`] when an update finds no
+/// row (a call not stored in its workspace, a sandbox call the sandbox does not know); the caller's
+/// transaction then rolls back the rest.
+pub async fn write(conn: &impl ConnectionTrait, bulk: &BulkWrite<'_>, now: DateTime<Utc>) -> Result<(), DbErr> {
+    let expected = bulk.rows();
+    if expected == 0 {
+        return Ok(());
+    }
+    let backend = conn.get_database_backend();
+    let documents = [
+        rows_document(backend, bulk.new_calls.iter())?,
+        rows_document(backend, bulk.log_rows.iter().copied())?,
+        rows_document(backend, bulk.sandbox_rows.iter().copied())?,
+        updates_document(
+            backend,
+            bulk.states.iter().map(|(record, state)| {
+                let key = [
+                    (call::Column::Id, Value::from(record.id.as_str())),
+                    (call::Column::WorkspaceId, record.workspace_id.as_str().into()),
+                ];
+                key.into_iter().chain(calls::STATE_COLUMNS.into_iter().zip(calls::state_values(state, now)))
+            }),
+        )?,
+        updates_document(
+            backend,
+            bulk.progress.iter().map(|(sid, acked, finished)| {
+                [
+                    (sandbox_call::Column::Sid, Value::from(*sid)),
+                    (sandbox_call::Column::AckedSequence, (*acked).into()),
+                    (sandbox_call::Column::Finished, (*finished).into()),
+                ]
+            }),
+        )?,
+    ];
+    let statements = [
+        insert_sql::<call::Entity>(backend, 1)?,
+        insert_sql::<call_event::Entity>(backend, 2)?,
+        insert_sql::<sandbox_call::Entity>(backend, 3)?,
+        update_sql::<call::Entity>(backend, &[call::Column::Id, call::Column::WorkspaceId], &calls::STATE_COLUMNS, 4)?,
+        update_sql::<sandbox_call::Entity>(
+            backend,
+            &[sandbox_call::Column::Sid],
+            &[sandbox_call::Column::AckedSequence, sandbox_call::Column::Finished],
+            5,
+        )?,
+    ];
+    let values: Vec<Value> = documents.into_iter().map(Value::from).collect();
+    let written = match backend {
+        DbBackend::Sqlite => {
+            let sql = statements.join(";\n");
+            conn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?.rows_affected()
         }
-        None
+        DbBackend::Postgres => {
+            let ctes: Vec<String> =
+                statements.iter().enumerate().map(|(i, sql)| format!("w{i} AS ({sql} RETURNING 1)")).collect();
+            let counts: Vec<String> = (0..statements.len()).map(|i| format!("(SELECT count(*) FROM w{i})")).collect();
+            let sql = format!("WITH {} SELECT ({})::bigint", ctes.join(",\n"), counts.join(" + "));
+            let row = conn.query_one_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
+            let written = row.map(|row| row.try_get_by_index::<i64>(0)).transpose()?.unwrap_or(0);
+            u64::try_from(written).unwrap_or(0)
+        }
+        other => return Err(DbErr::Custom(format!("bulk writes are not built for {other:?}"))),
+    };
+    if written != expected as u64 {
+        return Err(DbErr::RecordNotFound(format!(
+            "{written} of {expected} rows were written: an update found no row"
+        )));
+    }
+    Ok(())
+}
+
+/// `INSERT INTO table (columns) SELECT … FROM` the rows of parameter `param`. The columns are
+/// all of the entity's but a primary key the database generates.
+fn insert_sql<E: EntityTrait>(backend: DbBackend, param: usize) -> Result<String, DbErr> {
+    let columns = stored_columns::<E>();
+    let names: Vec<String> = columns.iter().map(|column| format!("\"{}\"", column.as_str())).collect();
+    let fields: Vec<String> = columns.iter().map(|column| field(backend, *column)).collect::<Result<_, _>>()?;
+    Ok(format!(
+        "INSERT INTO \"{}\" ({}) SELECT {} FROM {}",
+        E::default().table_name(),
+        names.join(", "),
+        fields.join(", "),
+        elements(backend, param)
+    ))
+}
+
+/// `UPDATE table SET set… FROM` the rows of parameter `param` `WHERE` each key column equals the
+/// row's.
+fn update_sql<E: EntityTrait>(
+    backend: DbBackend,
+    keys: &[E::Column],
+    set: &[E::Column],
+    param: usize,
+) -> Result<String, DbErr> {
+    let table = E::default().table_name();
+    let assignments: Vec<String> = set
+        .iter()
+        .map(|column| Ok(format!("\"{}\" = {}", column.as_str(), field(backend, *column)?)))
+        .collect::<Result<_, DbErr>>()?;
+    let matches: Vec<String> = keys
+        .iter()
+        .map(|key| Ok(format!("\"{table}\".\"{}\" = {}", key.as_str(), field(backend, *key)?)))
+        .collect::<Result<_, DbErr>>()?;
+    Ok(format!(
+        "UPDATE \"{table}\" SET {} FROM {} WHERE {}",
+        assignments.join(", "),
+        elements(backend, param),
+        matches.join(" AND ")
+    ))
+}
+
+/// The rows of the JSON array bound as parameter `param` (1-based), as a table `j` of `value`s.
+fn elements(backend: DbBackend, param: usize) -> String {
+    match backend {
+        DbBackend::Postgres => format!("jsonb_array_elements(${param}::jsonb) AS j(value)"),
+        // `jsonb_each` gives each row as binary JSON: `json_each` gave it as text, which every
+        // `->>` parsed again.
+        _ => "jsonb_each(?) AS j".to_string(),
+    }
+}
+
+/// A row's value for `column`, read from the row's JSON object.
+fn field<C: ColumnTrait>(backend: DbBackend, column: C) -> Result<String, DbErr> {
+    let name = column.as_str();
+    match backend {
+        DbBackend::Postgres => {
+            Ok(format!("(j.value ->> '{name}')::{}", postgres_type(column.def().get_column_type())?))
+        }
+        _ => Ok(format!("j.value ->> '{name}'")),
+    }
+}
+
+/// The PostgreSQL type to cast a column's text to.
+fn postgres_type(column_type: &ColumnType) -> Result<&'static str, DbErr> {
+    Ok(match column_type {
+        ColumnType::String(_) | ColumnType::Text | ColumnType::Char(_) => "text",
+        ColumnType::Integer => "integer",
+        ColumnType::BigInteger => "bigint",
+        ColumnType::Boolean => "boolean",
+        ColumnType::Double => "double precision",
+        ColumnType::TimestampWithTimeZone => "timestamptz",
+        other => return Err(DbErr::Custom(format!("bulk writes do not handle columns of type {other:?}"))),
     })
 }
 
-/// Inserts `rows` with as few statements as the chunking allows, without reading them back.
-pub async fn insert_all<A>(conn: &impl ConnectionTrait, rows: Vec<A>) -> Result<(), DbErr>
+/// The entity's columns a new row sets: all but a primary key the database generates.
+fn stored_columns<E: EntityTrait>() -> Vec<E::Column> {
+    let generated: Vec<&str> = if <E::PrimaryKey as PrimaryKeyTrait>::auto_increment() {
+        E::PrimaryKey::iter().map(|key| key.into_column().as_str()).collect()
+    } else {
+        Vec::new()
+    };
+    E::Column::iter().filter(|column| !generated.contains(&column.as_str())).collect()
+}
+
+/// The JSON array of `rows`, each an object of its stored columns.
+fn rows_document<'m, M>(backend: DbBackend, rows: impl Iterator<Item = &'m M>) -> Result<String, DbErr>
 where
-    A: ActiveModelTrait,
+    M: ModelTrait + 'm,
 {
-    let mut rows = rows.into_iter();
-    for size in chunk_sizes(rows.len()) {
-        let chunk: Vec<A> = rows.by_ref().take(size).collect();
-        let inserted = <A::Entity as EntityTrait>::insert_many(chunk).exec_without_returning(conn).await?;
-        if inserted != size as u64 {
-            return Err(DbErr::Custom(format!("{inserted} of {size} rows were inserted")));
+    let columns = stored_columns::<M::Entity>();
+    updates_document(
+        backend,
+        rows.map(|row| columns.iter().map(|column| (*column, row.get(*column))).collect::<Vec<_>>()),
+    )
+}
+
+/// The JSON array of `rows`, each an object of the given columns' values.
+fn updates_document<C, R>(backend: DbBackend, rows: impl Iterator<Item = R>) -> Result<String, DbErr>
+where
+    C: ColumnTrait,
+    R: IntoIterator<Item = (C, Value)>,
+{
+    let mut document = Vec::new();
+    for row in rows {
+        let mut object = serde_json::Map::new();
+        for (column, value) in row {
+            object.insert(column.as_str().to_string(), json_value(backend, value)?);
         }
+        document.push(serde_json::Value::Object(object));
     }
-    Ok(())
+    serde_json::to_string(&document).map_err(|e| DbErr::Custom(format!("a bulk write's rows: {e}")))
 }
 
-/// Writes each call's state onto its row, one statement per chunk (what [`calls::update_state`]
-/// does for one call). Fails when a call is not stored in its workspace; the caller's transaction
-/// then rolls back what earlier chunks wrote. A call may appear once only.
-pub async fn update_call_states(
-    conn: &impl ConnectionTrait,
-    updates: &[(&CallRecord, &CallState)],
-    now: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    let keys = [call::Column::Id.as_str(), call::Column::WorkspaceId.as_str()];
-    let set: Vec<&str> = calls::STATE_COLUMNS.iter().map(|column| column.as_str()).collect();
-    let rows = updates.iter().map(|(record, state)| {
-        let key = [record.id.as_str().into(), record.workspace_id.as_str().into()];
-        key.into_iter().chain(calls::state_values(state, now)).collect()
-    });
-    let updated = update_from_values(conn, call::Entity.table_name(), &keys, &set, rows.collect()).await?;
-    if updated != updates.len() as u64 {
-        return Err(DbErr::RecordNotFound(format!("{updated} of {} calls are stored", updates.len())));
-    }
-    Ok(())
+/// A value as JSON, written as sqlx would bind it.
+fn json_value(backend: DbBackend, value: Value) -> Result<serde_json::Value, DbErr> {
+    Ok(match value {
+        Value::Bool(b) => b.into(),
+        Value::Int(i) => i.into(),
+        Value::BigInt(i) => i.into(),
+        Value::Double(f) => f.into(),
+        Value::String(s) => s.into(),
+        Value::ChronoDateTimeUtc(t) => t.map(|t| time_text(backend, t)).into(),
+        other => return Err(DbErr::Custom(format!("bulk writes do not handle values like {other:?}"))),
+    })
 }
 
-/// Writes the sandbox carrier's progress through each call's timeline (its last acknowledged
-/// callback and whether it is finished), one statement per chunk. A call may appear once only;
-/// like the one-row update, a call the sandbox does not know is left alone.
-pub async fn update_sandbox_progress(conn: &impl ConnectionTrait, updates: &[(&str, i32, bool)]) -> Result<(), DbErr> {
-    let keys = [sandbox_call::Column::Sid.as_str()];
-    let set = [sandbox_call::Column::AckedSequence.as_str(), sandbox_call::Column::Finished.as_str()];
-    let rows = updates.iter().map(|(sid, acked, finished)| vec![(*sid).into(), (*acked).into(), (*finished).into()]);
-    update_from_values(conn, sandbox_call::Entity.table_name(), &keys, &set, rows.collect()).await?;
-    Ok(())
-}
-
-/// `UPDATE table SET set… FROM (VALUES …) AS v WHERE` each key column equals its value, which
-/// works alike on SQLite and PostgreSQL. Each row holds the key columns' values, then the set
-/// columns'. Returns how many rows were updated.
-async fn update_from_values(
-    conn: &impl ConnectionTrait,
-    table: &str,
-    keys: &[&str],
-    set: &[&str],
-    rows: Vec<Vec<sea_orm::Value>>,
-) -> Result<u64, DbErr> {
-    let backend = conn.get_database_backend();
-    let per_row = keys.len() + set.len();
-    // `VALUES` names its columns `column1`, `column2`, …: the keys first, then the set columns.
-    let matches: Vec<String> =
-        keys.iter().enumerate().map(|(i, key)| format!("{table}.{key} = v.column{}", i + 1)).collect();
-    let assignments: Vec<String> =
-        set.iter().enumerate().map(|(i, column)| format!("{column} = v.column{}", keys.len() + i + 1)).collect();
-    let mut updated = 0;
-    let mut rows = rows.into_iter();
-    for size in chunk_sizes(rows.len()) {
-        let values: Vec<sea_orm::Value> = rows.by_ref().take(size).flatten().collect();
-        if values.len() != size * per_row {
-            return Err(DbErr::Custom(format!("a row to update in {table} does not have {per_row} values")));
-        }
-        let tuples: Vec<String> = (0..size)
-            .map(|row| {
-                let placeholders: Vec<String> =
-                    (row * per_row..(row + 1) * per_row).map(|n| placeholder(backend, n)).collect();
-                format!("({})", placeholders.join(", "))
-            })
-            .collect();
-        let sql = format!(
-            "UPDATE {table} SET {} FROM (VALUES {}) AS v WHERE {}",
-            assignments.join(", "),
-            tuples.join(", "),
-            matches.join(" AND "),
-        );
-        updated += conn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?.rows_affected();
-    }
-    Ok(updated)
-}
-
-/// The `n`th (0-based) bound parameter in `backend`'s syntax.
-fn placeholder(backend: DbBackend, n: usize) -> String {
+/// A time as text: on SQLite exactly what sqlx stores; on PostgreSQL in microseconds, cut as
+/// sqlx cuts them (not rounded, as PostgreSQL would round more digits).
+fn time_text(backend: DbBackend, t: DateTime<Utc>) -> String {
     match backend {
-        DbBackend::Postgres => format!("${}", n + 1),
-        _ => "?".to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rows_are_chunked_in_distinct_powers_of_two_up_to_the_largest_chunk() {
-        assert_eq!(chunk_sizes(0).count(), 0);
-        assert_eq!(chunk_sizes(1).collect::<Vec<_>>(), vec![1]);
-        assert_eq!(chunk_sizes(13).collect::<Vec<_>>(), vec![8, 4, 1]);
-        assert_eq!(chunk_sizes(255).collect::<Vec<_>>(), vec![128, 64, 32, 16, 8, 4, 2, 1]);
-        assert_eq!(chunk_sizes(300).collect::<Vec<_>>(), vec![128, 128, 32, 8, 4]);
-        for rows in 0..600 {
-            let sizes: Vec<usize> = chunk_sizes(rows).collect();
-            assert_eq!(sizes.iter().sum::<usize>(), rows, "every row is in a chunk");
-            assert!(sizes.iter().all(|size| size.is_power_of_two() && *size <= MAX_CHUNK));
-        }
+        DbBackend::Postgres => t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+        _ => t.to_rfc3339_opts(SecondsFormat::AutoSi, false),
     }
 }

@@ -1,8 +1,8 @@
 //! The group-commit writer: one task owns the hot writes (call creation, call transitions with their
 //! events and outbox rows, carrier-callback log rows, webhook delivery attempts). It takes every write that queued up while the
 //! previous batch ran, applies them in one transaction, commits once, and only then answers each
-//! caller. A 200 still means the write is on disk. Writes alike share one multi-row statement per
-//! kind ([`super::bulk`]). When a write of the batch fails, the batch is run again with each write
+//! caller. A 200 still means the write is on disk. What many writes do alike goes in one
+//! statement ([`super::bulk`]). When a write of the batch fails, the batch is run again with each write
 //! in its own savepoint, so only the failing write fails.
 
 use std::collections::HashMap;
@@ -160,52 +160,47 @@ async fn write_together(context: &WriterContext, jobs: &[Job]) -> Result<(Vec<Wr
     }
 }
 
-/// Writes with one statement per kind what many writes of a batch do alike: the rows of new calls
-/// (those without an Idempotency-Key), of the event log and of the sandbox's log, the state of
-/// transitions that publish nothing, and the sandbox's progress. Returns, per write, whether that
-/// part of it is done; [`apply`] does the rest.
+/// Writes with one statement ([`bulk::write`]) what many writes of a batch do alike: the rows of
+/// new calls (those without an Idempotency-Key), of the event log and of the sandbox's log, the
+/// state of transitions that publish nothing, and the sandbox's progress. Returns, per write,
+/// whether that part of it is done; [`apply`] does the rest.
 async fn write_in_bulk(conn: &impl ConnectionTrait, jobs: &[Job]) -> Result<Vec<bool>, DbErr> {
     // A call with two transitions (or two sandbox progress updates) in one batch keeps them in
-    // order, one by one.
+    // order, one by one; so does an update of a row the same batch adds (on PostgreSQL, the bulk
+    // statement's updates do not see its own inserts).
     let mut commits_per_call: HashMap<&str, usize> = HashMap::new();
     let mut progress_per_call: HashMap<&str, usize> = HashMap::new();
     for job in jobs {
         match &job.op {
             WriteOp::Commit { record, .. } => *commits_per_call.entry(record.id.as_str()).or_default() += 1,
+            WriteOp::InsertCall { row, .. } => *commits_per_call.entry(row.id.as_str()).or_default() += 2,
             WriteOp::SandboxProgress { sid, .. } => *progress_per_call.entry(sid.as_str()).or_default() += 1,
+            WriteOp::SandboxCall(row) => *progress_per_call.entry(row.sid.as_str()).or_default() += 2,
             _ => {}
         }
     }
     let mut in_bulk = vec![false; jobs.len()];
-    let (mut new_calls, mut log_rows, mut sandbox_rows, mut states) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut progress = Vec::new();
+    let mut bulk = bulk::BulkWrite::default();
     for (job, in_bulk) in jobs.iter().zip(in_bulk.iter_mut()) {
         match &job.op {
-            WriteOp::InsertCall { row, idempotency: None } => {
-                new_calls.push(stored_row(row).into_active_model().reset_all());
-            }
-            WriteOp::LogEvent { event } => log_rows.push(log_row(event)),
-            WriteOp::SandboxCall(row) => sandbox_rows.push(row.as_ref().clone().into_active_model().reset_all()),
+            WriteOp::InsertCall { row, idempotency: None } => bulk.new_calls.push(stored_row(row)),
+            WriteOp::LogEvent { event } => bulk.log_rows.push(event),
+            WriteOp::SandboxCall(row) => bulk.sandbox_rows.push(row),
             WriteOp::Commit { record, state, published }
                 if published.is_empty() && commits_per_call.get(record.id.as_str()) == Some(&1) =>
             {
-                states.push((record, state));
+                bulk.states.push((record, state));
             }
             WriteOp::SandboxProgress { sid, acked_sequence, finished }
                 if progress_per_call.get(sid.as_str()) == Some(&1) =>
             {
-                progress.push((sid.as_str(), *acked_sequence, *finished));
+                bulk.progress.push((sid.as_str(), *acked_sequence, *finished));
             }
             _ => continue,
         }
         *in_bulk = true;
     }
-    bulk::insert_all(conn, new_calls).await?;
-    bulk::insert_all(conn, log_rows).await?;
-    bulk::insert_all(conn, sandbox_rows).await?;
-    bulk::update_call_states(conn, &states, Utc::now()).await?;
-    // After the sandbox's new rows, which a progress update of the same batch may be about.
-    bulk::update_sandbox_progress(conn, &progress).await?;
+    bulk::write(conn, &bulk, Utc::now()).await?;
     Ok(in_bulk)
 }
 
@@ -214,7 +209,7 @@ fn stored_row(row: &call::Model) -> call::Model {
     call::Model { event_seq: 1, ..row.clone() }
 }
 
-/// An event log row to insert: the database numbers the log.
+/// An event log row to insert one by one: the database numbers the log.
 fn log_row(event: &call_event::Model) -> call_event::ActiveModel {
     let mut row = event.clone().into_active_model().reset_all();
     row.id = sea_orm::ActiveValue::NotSet;
@@ -606,7 +601,7 @@ mod tests {
         }
     }
 
-    /// The sandbox's new calls and its progress updates share a statement per kind; a call with
+    /// The sandbox's new calls and its progress updates go in the bulk statement; a call with
     /// two updates in one batch gets them in order, and an update for a call the sandbox does not
     /// know changes nothing and fails nothing.
     #[tokio::test]
@@ -629,23 +624,34 @@ mod tests {
             acked_sequence,
             finished,
         };
+        let (jobs, answers): (Vec<_>, Vec<_>) = ["SB1", "SB2", "SB3", "SB4"]
+            .into_iter()
+            .map(|sid| job(WriteOp::SandboxCall(Box::new(sandbox_row(sid)))))
+            .unzip();
+        write_batch(&context, jobs).await;
+        for answer in answers {
+            assert_eq!(answer.await.unwrap().unwrap(), WriteOutcome::Done);
+        }
         let ops = vec![
-            WriteOp::SandboxCall(Box::new(sandbox_row("SB1"))),
-            WriteOp::SandboxCall(Box::new(sandbox_row("SB2"))),
-            WriteOp::SandboxCall(Box::new(sandbox_row("SB3"))),
             progress("SB1", 2, false),
             progress("SB2", 1, false),
             progress("SB2", 3, true),
+            WriteOp::SandboxCall(Box::new(sandbox_row("SB5"))),
+            progress("SB5", 4, true),
             progress("SB_unknown", 1, true),
         ];
-        let (jobs, answers): (Vec<_>, Vec<_>) = ops.into_iter().map(job).unzip();
-        // The multi-row statements themselves succeed (`write_batch` would hide a failing one by
-        // running the batch again write by write), and only the second call's two updates are
-        // left to go one by one.
+        let (mut jobs, answers): (Vec<_>, Vec<_>) = ops.into_iter().map(job).unzip();
+        // The bulk statement itself succeeds (`write_batch` would hide a failing one by running
+        // the batch again write by write). Left to go one by one: the second call's two updates,
+        // and the update of a call the same batch adds.
+        let unknown = jobs.pop().expect("the last job");
         let txn = crate::store::begin_write(&db).await.unwrap();
-        let in_bulk = write_in_bulk(&txn, &jobs).await.expect("the multi-row statements run");
+        let in_bulk = write_in_bulk(&txn, &jobs).await.expect("the bulk statement runs");
         txn.rollback().await.unwrap();
-        assert_eq!(in_bulk, [true, true, true, true, false, false, true]);
+        assert_eq!(in_bulk, [true, false, false, true, false]);
+        // An update for a call the sandbox does not know fails the bulk statement; the batch
+        // then goes write by write, where that update changes nothing and fails nothing.
+        jobs.push(unknown);
         write_batch(&context, jobs).await;
         for answer in answers {
             assert_eq!(answer.await.unwrap().unwrap(), WriteOutcome::Done);
@@ -660,5 +666,6 @@ mod tests {
         assert_eq!(stored("SB1").await, (2, false));
         assert_eq!(stored("SB2").await, (3, true), "the later update of one call wins");
         assert_eq!(stored("SB3").await, (0, false), "a call without an update is left alone");
+        assert_eq!(stored("SB5").await, (4, true), "an update of a call its batch adds");
     }
 }

@@ -4,6 +4,7 @@
 
 mod agents;
 mod api_errors;
+mod bulk;
 mod callbacks;
 mod campaigns;
 mod carrier_mocks;

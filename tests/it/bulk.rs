@@ -1,0 +1,187 @@
+//! The writer's one-statement bulk write against the store the tests run on (SQLite, or
+//! PostgreSQL in CI): a row it writes must read back, and compare as text, exactly like the same
+//! row written by sea-orm, and an update that finds no row must fail the write.
+
+use chrono::{TimeZone, Utc};
+use dialplane::store::bulk::{self, BulkWrite};
+use dialplane::store::calls;
+use dialplane::store::entities::{call, call_event, sandbox_call};
+use dialplane_actors::fsm::{CallState, CallStatus};
+use dialplane_actors::{CallRecord, CallType};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityName, EntityTrait, IdenStatic,
+    IntoActiveModel, Iterable, QueryFilter, Statement, TransactionTrait,
+};
+
+use crate::support::fresh_database;
+
+fn record(id: &str) -> CallRecord {
+    CallRecord {
+        id: id.to_string(),
+        workspace_id: "ws_bulk".to_string(),
+        user_id: "usr_1".to_string(),
+        call_type: CallType::ClickToCall,
+        customer_number: "919999999999".to_string(),
+        agent_number: "918888888888".to_string(),
+        did: Some("919484956750".to_string()),
+        carrier: "sandbox".to_string(),
+        transcript_enabled: true,
+        transcript_language: Some("hi-IN".to_string()),
+        agent_config: serde_json::json!({"prompt": "it's \"quoted\", ünïcödé ☎ and \\ a backslash"}),
+    }
+}
+
+/// A time with nanoseconds, which PostgreSQL keeps to microseconds.
+fn odd_time() -> chrono::DateTime<Utc> {
+    Utc.timestamp_opt(1_795_680_000, 123_456_789).unwrap()
+}
+
+/// Every column of `table`'s row `key_column = key`, as text (and, on SQLite, with its storage
+/// class), in column order.
+async fn row_as_text<C: IdenStatic + Iterable>(
+    db: &DatabaseConnection,
+    table: &str,
+    key_column: &str,
+    key: &str,
+    skip: &[&str],
+) -> Vec<Option<String>> {
+    let backend = db.get_database_backend();
+    let columns: Vec<String> = C::iter()
+        .map(|c| c.as_str().to_string())
+        .filter(|c| !skip.contains(&c.as_str()))
+        .map(|c| match backend {
+            sea_orm::DbBackend::Sqlite => format!("typeof(\"{c}\") || ':' || CAST(\"{c}\" AS TEXT)"),
+            _ => format!("CAST(\"{c}\" AS TEXT)"),
+        })
+        .collect();
+    let placeholder = if backend == sea_orm::DbBackend::Postgres { "$1" } else { "?" };
+    let sql = format!("SELECT {} FROM \"{table}\" WHERE \"{key_column}\" = {placeholder}", columns.join(", "));
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(backend, sql, [key.into()]))
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{table} {key} is stored"));
+    (0..columns.len()).map(|i| row.try_get_by_index::<Option<String>>(i).unwrap()).collect()
+}
+
+async fn write_in_bulk(db: &DatabaseConnection, bulk: &BulkWrite<'_>) -> Result<(), DbErr> {
+    let txn = db.begin().await?;
+    bulk::write(&txn, bulk, odd_time()).await?;
+    txn.commit().await
+}
+
+#[tokio::test]
+async fn bulk_written_rows_are_stored_exactly_as_sea_orm_stores_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dialplane::store::connect(&fresh_database(&dir).await, std::time::Duration::from_secs(10)).await.unwrap();
+    let queued = CallState::new(CallType::ClickToCall, true, odd_time());
+    let by_orm = calls::new_row(&record("call_orm"), Some("https://example.com/hook?a=1&b='x'".into()), &queued);
+    let by_bulk = call::Model { id: "call_bulk".into(), ..by_orm.clone() };
+    by_orm.clone().into_active_model().reset_all().insert(&db).await.unwrap();
+    let sandbox = |sid: &str| sandbox_call::Model {
+        sid: sid.to_string(),
+        reference: "call_x".to_string(),
+        kind: "click_to_call".to_string(),
+        customer_number: "919999999999".to_string(),
+        status_callback: "http://127.0.0.1:1/callback".to_string(),
+        placed_at: odd_time(),
+        time_scale: 0.25,
+        acked_sequence: 0,
+        finished: false,
+    };
+    sandbox("SB_orm").into_active_model().reset_all().insert(&db).await.unwrap();
+    let event = |call_id: &str| call_event::Model {
+        id: 0,
+        call_id: call_id.to_string(),
+        workspace_id: "ws_bulk".to_string(),
+        source: "carrier:sandbox".to_string(),
+        kind: "answered".to_string(),
+        payload: r#"{"CallStatus":"in-progress","n":"é"}"#.to_string(),
+        created_at: odd_time(),
+    };
+    let mut orm_event = event("call_orm").into_active_model().reset_all();
+    orm_event.id = sea_orm::ActiveValue::NotSet;
+    orm_event.insert(&db).await.unwrap();
+
+    let (bulk_sandbox, bulk_event) = (sandbox("SB_bulk"), event("call_bulk"));
+    write_in_bulk(
+        &db,
+        &BulkWrite {
+            new_calls: vec![by_bulk],
+            log_rows: vec![&bulk_event],
+            sandbox_rows: vec![&bulk_sandbox],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+
+    let call_row = |id: &'static str| row_as_text::<call::Column>(&db, call::Entity.table_name(), "id", id, &["id"]);
+    assert_eq!(call_row("call_bulk").await, call_row("call_orm").await, "a new call");
+    let sandbox_row = |sid: &'static str| {
+        row_as_text::<sandbox_call::Column>(&db, sandbox_call::Entity.table_name(), "sid", sid, &["sid"])
+    };
+    assert_eq!(sandbox_row("SB_bulk").await, sandbox_row("SB_orm").await, "a sandbox call");
+    let event_row = |call_id: &'static str| {
+        row_as_text::<call_event::Column>(&db, call_event::Entity.table_name(), "call_id", call_id, &["id", "call_id"])
+    };
+    assert_eq!(event_row("call_bulk").await, event_row("call_orm").await, "an event log row");
+    let read = |id: &'static str| calls::find(&db, id);
+    assert_eq!(
+        call::Model { id: "call_orm".into(), ..read("call_bulk").await.unwrap().unwrap() },
+        read("call_orm").await.unwrap().unwrap(),
+        "the rows read back alike"
+    );
+
+    // Updates: the state of a placed call, and the sandbox's progress.
+    let mut placed = queued.clone();
+    placed.status = CallStatus::Dialing;
+    placed.provider_call_id = Some("SB'1".to_string());
+    placed.ended_at = Some(odd_time());
+    calls::update_state(&db, &record("call_orm"), &placed, odd_time()).await.unwrap();
+    sandbox_call::Entity::update_many()
+        .filter(sandbox_call::Column::Sid.eq("SB_orm"))
+        .col_expr(sandbox_call::Column::AckedSequence, sea_orm::sea_query::Expr::value(7))
+        .col_expr(sandbox_call::Column::Finished, sea_orm::sea_query::Expr::value(true))
+        .exec(&db)
+        .await
+        .unwrap();
+    let bulk_record = record("call_bulk");
+    write_in_bulk(
+        &db,
+        &BulkWrite {
+            states: vec![(&bulk_record, &placed)],
+            progress: vec![("SB_bulk", 7, true)],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(call_row("call_bulk").await, call_row("call_orm").await, "an updated call");
+    assert_eq!(sandbox_row("SB_bulk").await, sandbox_row("SB_orm").await, "an updated sandbox call");
+    let (_, state) = calls::record_of(&read("call_bulk").await.unwrap().unwrap()).unwrap();
+    assert_eq!(state, placed);
+}
+
+#[tokio::test]
+async fn a_bulk_update_that_finds_no_row_fails_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dialplane::store::connect(&fresh_database(&dir).await, std::time::Duration::from_secs(10)).await.unwrap();
+    let queued = CallState::new(CallType::ClickToCall, false, odd_time());
+    let new_call = calls::new_row(&record("call_new"), None, &queued);
+    let stored = calls::new_row(&record("call_stored"), None, &queued);
+    stored.clone().into_active_model().reset_all().insert(&db).await.unwrap();
+    let in_other_workspace = CallRecord { workspace_id: "ws_other".into(), ..record("call_stored") };
+    for bulk in [
+        BulkWrite {
+            new_calls: vec![new_call.clone()],
+            states: vec![(&in_other_workspace, &queued)],
+            ..Default::default()
+        },
+        BulkWrite { new_calls: vec![new_call.clone()], progress: vec![("SB_unknown", 1, true)], ..Default::default() },
+    ] {
+        let error = write_in_bulk(&db, &bulk).await.expect_err("an update found no row");
+        assert!(matches!(error, DbErr::RecordNotFound(_)), "{error:?}");
+        assert!(calls::find(&db, "call_new").await.unwrap().is_none(), "the batch's insert rolled back");
+    }
+}
