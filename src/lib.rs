@@ -166,7 +166,7 @@ pub async fn run(
     let signer = RecordingUrlSigner::new(derive_key(&master, "recording-urls"), &public_url);
     let (webhooks, webhooks_woken) = webhooks::Webhooks::load(&db).await?;
     let writer = store::writer::Writer::start(store::writer::WriterContext {
-        db: store::writer_connection(&config.database_url, &db, config.db_acquire_timeout).await?,
+        db: db.clone(),
         signer: signer.clone(),
         outbox_ready: outbox_ready.clone(),
         subscriptions: webhooks.directory.clone(),

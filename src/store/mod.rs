@@ -35,27 +35,6 @@ pub async fn open(url: &str) -> anyhow::Result<DatabaseConnection> {
 
 /// Opens the database at `url`; requests wait at most `acquire_timeout` for a connection.
 pub async fn open_with(url: &str, acquire_timeout: Duration) -> anyhow::Result<DatabaseConnection> {
-    open_pool(url, acquire_timeout, 8).await
-}
-
-/// The connection the group-commit writer writes through. On SQLite it is a connection of its
-/// own: a connection drops its whole page cache whenever another one has written since its last
-/// transaction, so a writer taking turns with the pool's connections read the tables' pages again
-/// at almost every batch. On PostgreSQL the server keeps the cache, and the writer shares `db`.
-pub async fn writer_connection(
-    url: &str,
-    db: &DatabaseConnection,
-    acquire_timeout: Duration,
-) -> anyhow::Result<DatabaseConnection> {
-    if url.starts_with("sqlite:") { open_pool(url, acquire_timeout, 1).await } else { Ok(db.clone()) }
-}
-
-/// Opens the database at `url` with at most `sqlite_connections` connections on SQLite.
-async fn open_pool(
-    url: &str,
-    acquire_timeout: Duration,
-    sqlite_connections: u32,
-) -> anyhow::Result<DatabaseConnection> {
     let mut options = ConnectOptions::new(url.to_string());
     options.sqlx_logging(false).acquire_timeout(acquire_timeout).connect_timeout(acquire_timeout);
     // A connection is pinged before use only once it has sat idle a while (a server or a firewall
@@ -67,7 +46,7 @@ async fn open_pool(
         // timeout makes writers queue instead of failing. `synchronous = FULL` syncs the WAL at
         // every commit, so a committed write (a 200) survives a power cut, not only a crash of
         // the process; group commit pays that sync once per batch.
-        options.max_connections(sqlite_connections).min_connections(1).map_sqlx_sqlite_opts(|opts| {
+        options.max_connections(8).min_connections(1).map_sqlx_sqlite_opts(|opts| {
             opts.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(10))
