@@ -1,9 +1,9 @@
 //! The group-commit writer: one task owns the hot writes (call creation, call transitions with their
 //! events and outbox rows, carrier-callback log rows, webhook delivery attempts). It takes every write that queued up while the
 //! previous batch ran, applies them in one transaction, commits once, and only then answers each
-//! caller. A 200 still means the write is on disk. What many writes do alike goes in one
-//! statement ([`super::bulk`]). When a write of the batch fails, the batch is run again with each write
-//! in its own savepoint, so only the failing write fails.
+//! caller. A 200 still means the write is on disk. What many writes do alike goes in one statement
+//! ([`super::bulk`]). When a write of the batch fails, the batch is run again with each write in
+//! its own savepoint, so only the failing write fails.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -165,19 +165,20 @@ async fn write_together(context: &WriterContext, jobs: &[Job]) -> Result<(Vec<Wr
 /// state of transitions that publish nothing, and the sandbox's progress. Returns, per write,
 /// whether that part of it is done; [`apply`] does the rest.
 async fn write_in_bulk(conn: &impl ConnectionTrait, jobs: &[Job]) -> Result<Vec<bool>, DbErr> {
-    // A call with two transitions (or two sandbox progress updates) in one batch keeps them in
-    // order, one by one; so does an update of a row the same batch adds (on PostgreSQL, the bulk
-    // statement's updates do not see its own inserts).
-    let mut commits_per_call: HashMap<&str, usize> = HashMap::new();
-    let mut progress_per_call: HashMap<&str, usize> = HashMap::new();
+    // A call (or a sandbox call) written more than once in a batch gets its updates one by one,
+    // in order: two transitions, or a transition of a row the same batch adds (on PostgreSQL, the
+    // bulk statement's updates do not see its own inserts).
+    let mut writes_per_call: HashMap<&str, usize> = HashMap::new();
+    let mut writes_per_sandbox_call: HashMap<&str, usize> = HashMap::new();
     for job in jobs {
-        match &job.op {
-            WriteOp::Commit { record, .. } => *commits_per_call.entry(record.id.as_str()).or_default() += 1,
-            WriteOp::InsertCall { row, .. } => *commits_per_call.entry(row.id.as_str()).or_default() += 2,
-            WriteOp::SandboxProgress { sid, .. } => *progress_per_call.entry(sid.as_str()).or_default() += 1,
-            WriteOp::SandboxCall(row) => *progress_per_call.entry(row.sid.as_str()).or_default() += 2,
-            _ => {}
-        }
+        let (writes, id) = match &job.op {
+            WriteOp::Commit { record, .. } => (&mut writes_per_call, record.id.as_str()),
+            WriteOp::InsertCall { row, .. } => (&mut writes_per_call, row.id.as_str()),
+            WriteOp::SandboxProgress { sid, .. } => (&mut writes_per_sandbox_call, sid.as_str()),
+            WriteOp::SandboxCall(row) => (&mut writes_per_sandbox_call, row.sid.as_str()),
+            _ => continue,
+        };
+        *writes.entry(id).or_default() += 1;
     }
     let mut in_bulk = vec![false; jobs.len()];
     let mut bulk = bulk::BulkWrite::default();
@@ -187,12 +188,12 @@ async fn write_in_bulk(conn: &impl ConnectionTrait, jobs: &[Job]) -> Result<Vec<
             WriteOp::LogEvent { event } => bulk.log_rows.push(event),
             WriteOp::SandboxCall(row) => bulk.sandbox_rows.push(row),
             WriteOp::Commit { record, state, published }
-                if published.is_empty() && commits_per_call.get(record.id.as_str()) == Some(&1) =>
+                if published.is_empty() && writes_per_call.get(record.id.as_str()) == Some(&1) =>
             {
                 bulk.states.push((record, state));
             }
             WriteOp::SandboxProgress { sid, acked_sequence, finished }
-                if progress_per_call.get(sid.as_str()) == Some(&1) =>
+                if writes_per_sandbox_call.get(sid.as_str()) == Some(&1) =>
             {
                 bulk.progress.push((sid.as_str(), *acked_sequence, *finished));
             }
