@@ -18,12 +18,15 @@ use tracing::{debug, info, warn};
 use crate::store::entities::outbox as outbox_row;
 use crate::store::outbox::{self, AttemptResult};
 use crate::store::users;
+use crate::store::writer::{WriteOp, Writer};
 use crate::telemetry;
 use crate::webhooks::sender::SignedPost;
 
 /// Delivers outbox messages.
 pub struct DeliveryWorker {
     db: DatabaseConnection,
+    /// Records attempts, group-committed with the other hot writes.
+    writer: Writer,
     post: Arc<SignedPost>,
     /// Woken when a commit adds outbox rows.
     outbox_ready: Arc<Notify>,
@@ -36,11 +39,12 @@ impl DeliveryWorker {
     /// Builds the worker.
     pub fn new(
         db: DatabaseConnection,
+        writer: Writer,
         outbox_ready: Arc<Notify>,
         policy: DeliveryPolicy,
         post: Arc<SignedPost>,
     ) -> Self {
-        DeliveryWorker { db, post, outbox_ready, policy, secrets: Mutex::new(HashMap::new()) }
+        DeliveryWorker { db, writer, post, outbox_ready, policy, secrets: Mutex::new(HashMap::new()) }
     }
 
     /// Runs until `shutdown` turns true.
@@ -131,7 +135,7 @@ impl DeliveryWorker {
                 warn!(message.id = %row.message_id, event = %row.event_type, attempts, error = %error, result = label, "callback not delivered")
             }
         }
-        if let Err(e) = outbox::record_attempt(&self.db, row.id, attempts, &result).await {
+        if let Err(e) = self.writer.write(WriteOp::CallbackAttempt { id: row.id, attempts, result }).await {
             warn!(message.id = %row.message_id, error = %e, "delivery result could not be recorded; it will be attempted again");
         }
     }

@@ -302,7 +302,13 @@ pub async fn run(
             },
         )
         .await?;
-    let worker = Arc::new(delivery::DeliveryWorker::new(db.clone(), outbox_ready, config.delivery_policy(), post));
+    let worker = Arc::new(delivery::DeliveryWorker::new(
+        db.clone(),
+        app.writer.clone(),
+        outbox_ready,
+        config.delivery_policy(),
+        post,
+    ));
     let delivery = tokio::spawn(worker.run(tasks_stopped.clone()));
     let maintenance = tokio::spawn(maintain(app.clone(), tasks_stopped));
 

@@ -1,11 +1,13 @@
-//! The group-commit writer's batch as one statement. Every row a batch adds to one table, and
-//! every call-state or sandbox-progress update it makes, travel together as one JSON document per
-//! table, bound as a single parameter, and the database unpacks them (`jsonb_each` on SQLite,
-//! `jsonb_array_elements` on PostgreSQL). So a batch costs one hand-off to SQLite's thread (or one
-//! round trip to PostgreSQL) whatever its size and mix, and the statement's text never changes, so
-//! it is prepared once per connection.
+//! The group-commit writer's batch in bulk. Every row a batch adds to one table (calls, the event
+//! log, the sandbox's log, the outbox), and every call-state or sandbox-progress update it makes,
+//! travel together as one JSON document per table, bound as a single parameter, and the database
+//! unpacks them (`jsonb_each` on SQLite, `jsonb_array_elements` on PostgreSQL). So each bulk write
+//! costs one hand-off to SQLite's thread (or one round trip to PostgreSQL) whatever its size and
+//! mix, and the statement's text never changes, so it is prepared once per connection. A batch
+//! makes one bulk write before its other writes, and a second after them for the events its
+//! transitions announce.
 //!
-//! - SQLite runs the five statements in one call (sqlx runs a query of several statements in
+//! - SQLite runs the six statements in one call (sqlx runs a query of several statements in
 //!   order, binding each its own parameter).
 //! - PostgreSQL takes one parameter set per statement, so there they are data-modifying CTEs of
 //!   one statement. They see the same snapshot: an update does not see a row inserted by the same
@@ -29,7 +31,7 @@ use sea_orm::{
 };
 
 use super::calls;
-use super::entities::{call, call_event, sandbox_call};
+use super::entities::{call, call_event, outbox, sandbox_call};
 
 /// What one batch writes in bulk.
 #[derive(Default)]
@@ -45,12 +47,19 @@ pub struct BulkWrite<'a> {
     /// The sandbox's progress through stored calls (sid, last acknowledged callback, finished), a
     /// call once at most.
     pub progress: Vec<(&'a str, i32, bool)>,
+    /// Messages for the outbox (the database numbers them).
+    pub outbox_rows: Vec<&'a outbox::Model>,
 }
 
 impl BulkWrite<'_> {
     /// How many rows the write adds or changes when every update finds its row.
     fn rows(&self) -> usize {
-        self.new_calls.len() + self.log_rows.len() + self.sandbox_rows.len() + self.states.len() + self.progress.len()
+        self.new_calls.len()
+            + self.log_rows.len()
+            + self.sandbox_rows.len()
+            + self.states.len()
+            + self.progress.len()
+            + self.outbox_rows.len()
     }
 }
 
@@ -87,6 +96,7 @@ pub async fn write(conn: &impl ConnectionTrait, bulk: &BulkWrite<'_>, now: DateT
                 ]
             }),
         )?,
+        rows_document(backend, bulk.outbox_rows.iter().copied())?,
     ];
     let statements = [
         insert_sql::<call::Entity>(backend, 1)?,
@@ -99,6 +109,7 @@ pub async fn write(conn: &impl ConnectionTrait, bulk: &BulkWrite<'_>, now: DateT
             &[sandbox_call::Column::AckedSequence, sandbox_call::Column::Finished],
             5,
         )?,
+        insert_sql::<outbox::Entity>(backend, 6)?,
     ];
     let values: Vec<Value> = documents.into_iter().map(Value::from).collect();
     let written = match backend {

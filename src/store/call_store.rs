@@ -8,8 +8,7 @@ use chrono::Utc;
 use dialplane_actors::CallRecord;
 use dialplane_actors::fsm::{CallState, Lifecycle};
 use dialplane_actors::ports::{CallStore, Recording, StoreError, Transcript};
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{DatabaseConnection, EntityTrait, Set};
+use sea_orm::{DatabaseConnection, EntityTrait};
 
 use super::calls;
 use super::entities::{recording, transcript};
@@ -63,23 +62,14 @@ impl CallStore for SeaCallStore {
     }
 
     async fn save_recording(&self, call: &CallRecord, rec: &Recording) -> Result<(), StoreError> {
-        let row = recording::ActiveModel {
-            call_id: Set(call.id.clone()),
-            workspace_id: Set(call.workspace_id.clone()),
-            content_type: Set(rec.content_type.clone()),
-            bytes: Set(rec.bytes.clone()),
-            created_at: Set(Utc::now()),
+        let row = recording::Model {
+            call_id: call.id.clone(),
+            workspace_id: call.workspace_id.clone(),
+            content_type: rec.content_type.clone(),
+            bytes: rec.bytes.clone(),
+            created_at: Utc::now(),
         };
-        recording::Entity::insert(row)
-            .on_conflict(
-                OnConflict::column(recording::Column::CallId)
-                    .update_columns([recording::Column::ContentType, recording::Column::Bytes])
-                    .to_owned(),
-            )
-            .exec(&self.db)
-            .await
-            .map_err(store_error)?;
-        Ok(())
+        self.writer.write(WriteOp::SaveRecording(Box::new(row))).await.map(|_| ()).map_err(store_error)
     }
 
     async fn load_recording(&self, call_id: &str) -> Result<Option<Recording>, StoreError> {
@@ -89,34 +79,18 @@ impl CallStore for SeaCallStore {
 
     async fn save_transcript(&self, call: &CallRecord, t: &Transcript) -> Result<(), StoreError> {
         let now = Utc::now();
-        let row = transcript::ActiveModel {
-            call_id: Set(call.id.clone()),
-            transcript_id: Set(ids::new_id("trn")),
-            workspace_id: Set(call.workspace_id.clone()),
-            language: Set(t.language.clone()),
-            summary: Set(t.summary.clone()),
-            call_outcome: Set(t.call_outcome.clone()),
-            outcomes: Set((!t.outcomes.is_empty()).then(|| serde_json::Value::Object(t.outcomes.clone()).to_string())),
-            history: Set(serde_json::to_string(&t.history).expect("turns serialize")),
-            created_at: Set(now),
-            updated_at: Set(now),
+        let row = transcript::Model {
+            call_id: call.id.clone(),
+            transcript_id: ids::new_id("trn"),
+            workspace_id: call.workspace_id.clone(),
+            language: t.language.clone(),
+            summary: t.summary.clone(),
+            call_outcome: t.call_outcome.clone(),
+            outcomes: (!t.outcomes.is_empty()).then(|| serde_json::Value::Object(t.outcomes.clone()).to_string()),
+            history: serde_json::to_string(&t.history).expect("turns serialize"),
+            created_at: now,
+            updated_at: now,
         };
-        transcript::Entity::insert(row)
-            .on_conflict(
-                OnConflict::column(transcript::Column::CallId)
-                    .update_columns([
-                        transcript::Column::Language,
-                        transcript::Column::Summary,
-                        transcript::Column::CallOutcome,
-                        transcript::Column::Outcomes,
-                        transcript::Column::History,
-                        transcript::Column::UpdatedAt,
-                    ])
-                    .to_owned(),
-            )
-            .exec(&self.db)
-            .await
-            .map_err(store_error)?;
-        Ok(())
+        self.writer.write(WriteOp::SaveTranscript(Box::new(row))).await.map(|_| ()).map_err(store_error)
     }
 }

@@ -6,13 +6,13 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use dialplane_actors::fsm::CallState;
 use dialplane_actors::{CallRecord, CallType};
-use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, ModelTrait,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
-use super::entities::{call, call_event, idempotency_key, transcript};
+use super::entities::{call, call_event, idempotency_key, recording, transcript};
 
 /// Returns the call row of a new call in `state`.
 pub fn new_row(record: &CallRecord, callback_url: Option<String>, state: &CallState) -> call::Model {
@@ -329,4 +329,38 @@ fn contains_ignoring_case(column: call::Column, needle: &str) -> sea_orm::sea_qu
         })
         .collect();
     Expr::expr(Func::lower(Expr::col((call::Entity, column)))).like(LikeExpr::new(format!("%{escaped}%")).escape('\\'))
+}
+
+/// Stores a call's recording, replacing any earlier one.
+pub async fn save_recording(conn: &impl ConnectionTrait, row: &recording::Model) -> Result<(), DbErr> {
+    recording::Entity::insert(row.clone().into_active_model())
+        .on_conflict(
+            OnConflict::column(recording::Column::CallId)
+                .update_columns([recording::Column::ContentType, recording::Column::Bytes])
+                .to_owned(),
+        )
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Stores a call's transcript, replacing any earlier one's text and analysis (its id and creation
+/// time stay).
+pub async fn save_transcript(conn: &impl ConnectionTrait, row: &transcript::Model) -> Result<(), DbErr> {
+    transcript::Entity::insert(row.clone().into_active_model())
+        .on_conflict(
+            OnConflict::column(transcript::Column::CallId)
+                .update_columns([
+                    transcript::Column::Language,
+                    transcript::Column::Summary,
+                    transcript::Column::CallOutcome,
+                    transcript::Column::Outcomes,
+                    transcript::Column::History,
+                    transcript::Column::UpdatedAt,
+                ])
+                .to_owned(),
+        )
+        .exec(conn)
+        .await?;
+    Ok(())
 }

@@ -5,7 +5,7 @@
 use chrono::{TimeZone, Utc};
 use dialplane::store::bulk::{self, BulkWrite};
 use dialplane::store::calls;
-use dialplane::store::entities::{call, call_event, sandbox_call};
+use dialplane::store::entities::{call, call_event, outbox, sandbox_call};
 use dialplane_actors::fsm::{CallState, CallStatus};
 use dialplane_actors::{CallRecord, CallType};
 use sea_orm::{
@@ -103,6 +103,31 @@ async fn bulk_written_rows_are_stored_exactly_as_sea_orm_stores_them() {
     orm_event.id = sea_orm::ActiveValue::NotSet;
     orm_event.insert(&db).await.unwrap();
 
+    let message = |message_id: &str, delivered: bool| outbox::Model {
+        id: 0,
+        message_id: message_id.to_string(),
+        workspace_id: "ws_bulk".to_string(),
+        call_id: Some("call_x".to_string()),
+        event_type: "call.ended".to_string(),
+        target_url: "https://example.com/hook?a=1&b='x'".to_string(),
+        body: r#"{"event":"call.ended","data":{"n":"é \"q\""}}"#.to_string(),
+        status: "pending".to_string(),
+        attempts: 0,
+        next_attempt_at: odd_time(),
+        last_status_code: delivered.then_some(204),
+        last_error: None,
+        created_at: odd_time(),
+        delivered_at: delivered.then(odd_time),
+        subscription_id: None,
+        event_id: delivered.then(|| "evt_1".to_string()),
+    };
+    for (id, delivered) in [("msg_orm", false), ("msg_orm_delivered", true)] {
+        let mut row = message(id, delivered).into_active_model().reset_all();
+        row.id = sea_orm::ActiveValue::NotSet;
+        row.insert(&db).await.unwrap();
+    }
+    let bulk_messages = [message("msg_bulk", false), message("msg_bulk_delivered", true)];
+
     let (bulk_sandbox, bulk_event) = (sandbox("SB_bulk"), event("call_bulk"));
     write_in_bulk(
         &db,
@@ -110,6 +135,7 @@ async fn bulk_written_rows_are_stored_exactly_as_sea_orm_stores_them() {
             new_calls: vec![by_bulk],
             log_rows: vec![&bulk_event],
             sandbox_rows: vec![&bulk_sandbox],
+            outbox_rows: bulk_messages.iter().collect(),
             ..Default::default()
         },
     )
@@ -126,6 +152,11 @@ async fn bulk_written_rows_are_stored_exactly_as_sea_orm_stores_them() {
         row_as_text::<call_event::Column>(&db, call_event::Entity.table_name(), "call_id", call_id, &["id", "call_id"])
     };
     assert_eq!(event_row("call_bulk").await, event_row("call_orm").await, "an event log row");
+    let message_row = |message_id: &'static str| {
+        row_as_text::<outbox::Column>(&db, outbox::Entity.table_name(), "message_id", message_id, &["id", "message_id"])
+    };
+    assert_eq!(message_row("msg_bulk").await, message_row("msg_orm").await, "an outbox message");
+    assert_eq!(message_row("msg_bulk_delivered").await, message_row("msg_orm_delivered").await, "a message with no nulls");
     let read = |id: &'static str| calls::find(&db, id);
     assert_eq!(
         call::Model { id: "call_orm".into(), ..read("call_bulk").await.unwrap().unwrap() },
