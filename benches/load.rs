@@ -31,6 +31,17 @@ fn process_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time this process (server and load client together) has used so far, user and system.
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = field(11) + field(12);
+    // In USER_HZ ticks, which Linux fixes at 100 per second for user space.
+    Duration::from_millis(ticks * 10)
+}
+
 /// Sends requests numbered `from..to` over `CONNECTIONS` connections, as fast as they are answered.
 async fn send_range(client: &reqwest::Client, make: &MakeRequest, from: usize, to: usize) {
     let counter = Arc::new(AtomicUsize::new(from));
@@ -71,6 +82,8 @@ struct Report {
     errors: usize,
     elapsed: Duration,
     latencies_us: Vec<u64>,
+    /// CPU time the process used meanwhile.
+    cpu: Duration,
 }
 
 impl Report {
@@ -90,11 +103,12 @@ impl Report {
         let ratio =
             reference.map_or(String::new(), |r| format!(" ({:.1}% of reference)", 100.0 * self.per_second() / r));
         format!(
-            "{name}: {:.0} req/s{ratio}, p50 {:.2} ms, p99 {:.2} ms, {} errors",
+            "{name}: {:.0} req/s{ratio}, p50 {:.2} ms, p99 {:.2} ms, {} errors, CPU {:.0} µs per request",
             self.per_second(),
             self.percentile_ms(0.5),
             self.percentile_ms(0.99),
-            self.errors
+            self.errors,
+            self.cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
         )
     }
 }
@@ -105,7 +119,7 @@ type MakeRequest = Arc<dyn Fn(&reqwest::Client, usize) -> reqwest::RequestBuilde
 /// Closed loop: `CONNECTIONS` workers send back to back for `duration`.
 async fn saturate(client: &reqwest::Client, make: MakeRequest, duration: Duration) -> Report {
     let counter = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
+    let (started, cpu_before) = (Instant::now(), process_cpu());
     let mut workers = Vec::new();
     for _ in 0..CONNECTIONS {
         let (client, make, counter) = (client.clone(), make.clone(), counter.clone());
@@ -126,7 +140,8 @@ async fn saturate(client: &reqwest::Client, make: MakeRequest, duration: Duratio
             (latencies, errors)
         }));
     }
-    let mut report = Report { requests: 0, errors: 0, elapsed: Duration::ZERO, latencies_us: Vec::new() };
+    let mut report =
+        Report { requests: 0, errors: 0, elapsed: Duration::ZERO, latencies_us: Vec::new(), cpu: Duration::ZERO };
     for worker in workers {
         let (latencies, errors) = worker.await.unwrap();
         report.requests += latencies.len();
@@ -134,12 +149,13 @@ async fn saturate(client: &reqwest::Client, make: MakeRequest, duration: Duratio
         report.latencies_us.extend(latencies);
     }
     report.elapsed = started.elapsed();
+    report.cpu = process_cpu() - cpu_before;
     report
 }
 
 /// Open loop: requests start at `rate` per second for `duration`, whatever the answers take.
 async fn fixed_rate(client: &reqwest::Client, make: MakeRequest, rate: u64, duration: Duration) -> Report {
-    let started = Instant::now();
+    let (started, cpu_before) = (Instant::now(), process_cpu());
     let total = (rate as f64 * duration.as_secs_f64()) as usize;
     let mut handles = Vec::with_capacity(total);
     let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
@@ -158,7 +174,8 @@ async fn fixed_rate(client: &reqwest::Client, make: MakeRequest, rate: u64, dura
             }
         }));
     }
-    let mut report = Report { requests: 0, errors: 0, elapsed: Duration::ZERO, latencies_us: Vec::new() };
+    let mut report =
+        Report { requests: 0, errors: 0, elapsed: Duration::ZERO, latencies_us: Vec::new(), cpu: Duration::ZERO };
     for handle in handles {
         match handle.await.unwrap() {
             Some(latency) => {
@@ -169,6 +186,7 @@ async fn fixed_rate(client: &reqwest::Client, make: MakeRequest, rate: u64, dura
         }
     }
     report.elapsed = started.elapsed();
+    report.cpu = process_cpu() - cpu_before;
     report
 }
 
@@ -380,17 +398,19 @@ async fn run_store(
     let (hook, seen) = receiver().await;
     let calls = if quick { 500 } else { 3000 };
     let whole = click2call(&server.base, &server.token, "919999999999", Some(hook));
-    let started = Instant::now();
+    let (started, cpu_before) = (Instant::now(), process_cpu());
     send_range(client, &whole, 0, calls).await;
     let deadline = Instant::now() + Duration::from_secs(300);
     while seen.lock().unwrap().values().filter(|n| **n >= 2).count() < calls && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let done = seen.lock().unwrap().values().filter(|n| **n >= 2).count();
+    let cpu = process_cpu() - cpu_before;
     println!(
-        "[{name}] whole calls: {done} of {calls} in {:.1} s = {:.0} calls/s",
+        "[{name}] whole calls: {done} of {calls} in {:.1} s = {:.0} calls/s, CPU {:.0} µs per call",
         started.elapsed().as_secs_f64(),
-        done as f64 / started.elapsed().as_secs_f64()
+        done as f64 / started.elapsed().as_secs_f64(),
+        cpu.as_secs_f64() * 1e6 / done.max(1) as f64
     );
     stop(server).await;
 
