@@ -156,7 +156,7 @@ async fn bulk_written_rows_are_stored_exactly_as_sea_orm_stores_them() {
         row_as_text::<outbox::Column>(&db, outbox::Entity.table_name(), "message_id", message_id, &["id", "message_id"])
     };
     assert_eq!(message_row("msg_bulk").await, message_row("msg_orm").await, "an outbox message");
-    assert_eq!(message_row("msg_bulk_delivered").await, message_row("msg_orm_delivered").await, "a message with no nulls");
+    assert_eq!(message_row("msg_bulk_delivered").await, message_row("msg_orm_delivered").await, "a delivered message");
     let read = |id: &'static str| calls::find(&db, id);
     assert_eq!(
         call::Model { id: "call_orm".into(), ..read("call_bulk").await.unwrap().unwrap() },
