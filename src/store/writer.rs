@@ -324,7 +324,7 @@ impl Announced {
 
 /// Applies one write; with `in_bulk`, the part [`write_in_bulk`] did for it is skipped. With
 /// `announced`, a transition's event-log and outbox rows are left there for the batch to write;
-/// without it they are written at once.
+/// without it they are written in bulk at the end of the write.
 async fn apply(
     context: &WriterContext,
     conn: &impl ConnectionTrait,
@@ -437,7 +437,7 @@ async fn commit_transition(
     state: &CallState,
     published: &[Lifecycle],
     after: &mut AfterCommit,
-    mut announced: Option<&mut Announced>,
+    announced: Option<&mut Announced>,
 ) -> Result<(), DbErr> {
     let now = Utc::now();
     if published.is_empty() {
@@ -449,6 +449,10 @@ async fn commit_transition(
         .filter(|row| row.workspace_id == record.workspace_id)
         .ok_or_else(|| DbErr::RecordNotFound(format!("call {} is not stored", record.id)))?;
     calls::apply_state(&mut row, state, now);
+    // Without the batch's rows to join, this transition's are written as its last step.
+    let mut own = Announced::default();
+    let written_here = announced.is_none();
+    let announced = announced.unwrap_or(&mut own);
     let first_sequence = row.event_seq + 1;
     row.event_seq += i32::try_from(published.len()).unwrap_or(i32::MAX);
     row.clone().into_active_model().reset_all().update(conn).await?;
@@ -489,12 +493,7 @@ async fn commit_transition(
             payload: serde_json::to_string(lifecycle).expect("lifecycle serializes"),
             created_at: now,
         };
-        match announced.as_deref_mut() {
-            Some(announced) => announced.log_rows.push(event_row),
-            None => {
-                log_row(&event_row).insert(conn).await?;
-            }
-        }
+        announced.log_rows.push(event_row);
         if let Lifecycle::Ended { outcome, .. } = lifecycle {
             after.ended.push((record.call_type.as_api_str(), outcome.as_str()));
         }
@@ -520,15 +519,11 @@ async fn commit_transition(
             subscription_id: None,
             event_id: None,
         };
-        match announced.as_deref_mut() {
-            Some(announced) => announced.outbox_rows.push(message),
-            None => {
-                let mut row = message.into_active_model().reset_all();
-                row.id = sea_orm::ActiveValue::NotSet;
-                row.insert(conn).await?;
-            }
-        }
+        announced.outbox_rows.push(message);
         after.outbox_rows += 1;
+    }
+    if written_here {
+        own.write(conn).await?;
     }
     Ok(())
 }
