@@ -46,16 +46,49 @@ pub async fn open_with(url: &str, acquire_timeout: Duration) -> anyhow::Result<D
         // timeout makes writers queue instead of failing. `synchronous = FULL` syncs the WAL at
         // every commit, so a committed write (a 200) survives a power cut, not only a crash of
         // the process; group commit pays that sync once per batch.
-        options.max_connections(8).min_connections(1).map_sqlx_sqlite_opts(|opts| {
-            opts.journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Full)
-                .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true)
-        });
+        options
+            .max_connections(8)
+            .min_connections(1)
+            .map_sqlx_sqlite_opts(|opts| {
+                opts.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+            })
+            .map_sqlx_sqlite_pool_opts(|pool| {
+                pool.after_connect(|connection, _| Box::pin(async move { keep_query_plans(connection).await }))
+            });
     } else {
         options.max_connections(16).min_connections(1);
     }
     Database::connect(options).await.map_err(|e| anyhow::anyhow!("DATABASE_URL: cannot connect: {e}"))
+}
+
+/// Makes SQLite keep a cached statement's query plan whatever values are bound to it (the
+/// query planner stability guarantee, `SQLITE_DBCONFIG_ENABLE_QPSG`).
+///
+/// Without it, SQLite marks a statement whose plan read a bound value as expired at every new
+/// binding, and prepares it again at its next step. sea-orm's `.one()` binds its `LIMIT`, so every
+/// lookup of one row (a call, a transcript, a subscription) was compiled afresh each time: 15 %
+/// of the CPU of whole calls (BENCHMARKS.md). The plans it gives up are those tuned to a `LIMIT`'s
+/// value, to a bound `LIKE` prefix or to `ANALYZE` samples; none is on a path that needs them.
+async fn keep_query_plans(connection: &mut sea_orm::sqlx::SqliteConnection) -> Result<(), sea_orm::sqlx::Error> {
+    let mut handle = connection.lock_handle().await?;
+    let db = handle.as_raw_handle().as_ptr();
+    // SAFETY: `db` is this connection's open handle, held locked for the call; the option takes
+    // an int (1: on) and an int pointer for the new setting, which may be null.
+    let rc = unsafe {
+        libsqlite3_sys::sqlite3_db_config(
+            db,
+            libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
+            1,
+            std::ptr::null_mut::<i32>(),
+        )
+    };
+    if rc != libsqlite3_sys::SQLITE_OK {
+        return Err(sea_orm::sqlx::Error::Configuration(format!("SQLite refused ENABLE_QPSG (code {rc})").into()));
+    }
+    Ok(())
 }
 
 /// Returns a stored setting.
@@ -118,5 +151,37 @@ mod tests {
         };
         assert_eq!(pragma("journal_mode").await.try_get_by_index::<String>(0).unwrap(), "wal");
         assert_eq!(pragma("synchronous").await.try_get_by_index::<i32>(0).unwrap(), 2, "FULL");
+    }
+
+    /// A cached statement whose `LIMIT` is bound (every sea-orm `.one()`) keeps its compiled plan
+    /// when it is bound again: SQLite counts no re-preparation. Without `keep_query_plans` it
+    /// prepares the statement again at every run.
+    #[tokio::test]
+    async fn sqlite_keeps_a_statements_plan_across_bindings() {
+        use libsqlite3_sys as ffi;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("plans.db").display());
+        let db = open(&url).await.unwrap();
+        let mut connection = db.get_sqlite_connection_pool().acquire().await.unwrap();
+        let mut handle = connection.lock_handle().await.unwrap();
+        let raw = handle.as_raw_handle().as_ptr();
+        let sql = c"SELECT 1 LIMIT ?1";
+        // SAFETY: `raw` is an open handle held locked for the test; the statement is finalized
+        // before the handle is released.
+        let reprepared = unsafe {
+            let mut statement = std::ptr::null_mut();
+            let flags = ffi::SQLITE_PREPARE_PERSISTENT as u32;
+            let rc = ffi::sqlite3_prepare_v3(raw, sql.as_ptr(), -1, flags, &mut statement, std::ptr::null_mut());
+            assert_eq!(rc, ffi::SQLITE_OK);
+            for _ in 0..3 {
+                assert_eq!(ffi::sqlite3_bind_int64(statement, 1, 1), ffi::SQLITE_OK);
+                assert_eq!(ffi::sqlite3_step(statement), ffi::SQLITE_ROW);
+                assert_eq!(ffi::sqlite3_reset(statement), ffi::SQLITE_OK);
+            }
+            let reprepared = ffi::sqlite3_stmt_status(statement, ffi::SQLITE_STMTSTATUS_REPREPARE, 0);
+            ffi::sqlite3_finalize(statement);
+            reprepared
+        };
+        assert_eq!(reprepared, 0, "the statement was prepared again after a new binding");
     }
 }
