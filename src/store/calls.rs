@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use dialplane_actors::fsm::CallState;
 use dialplane_actors::{CallRecord, CallType};
-use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, ModelTrait,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -76,6 +76,35 @@ pub async fn update_state(
         return Err(DbErr::RecordNotFound(format!("call {} is not stored", record.id)));
     }
     Ok(())
+}
+
+/// Writes a state onto its call's row, moves the row's event sequence on by `events`, and returns
+/// the row as updated: one `UPDATE … RETURNING` (for transitions that announce events, which need
+/// the row for their payloads) where reading the row and writing all of it back took two
+/// statements. Fails when the call is not stored.
+pub async fn advance_state(
+    conn: &impl ConnectionTrait,
+    record: &CallRecord,
+    state: &CallState,
+    now: DateTime<Utc>,
+    events: i32,
+) -> Result<call::Model, DbErr> {
+    let mut update = Query::update();
+    update.table(call::Entity);
+    for (column, value) in STATE_COLUMNS.into_iter().zip(state_values(state, now)) {
+        update.value(column, value);
+    }
+    update
+        .value(call::Column::EventSeq, Expr::col(call::Column::EventSeq).add(events))
+        .and_where(call::Column::Id.eq(record.id.as_str()))
+        .and_where(call::Column::WorkspaceId.eq(record.workspace_id.as_str()))
+        .returning_all();
+    let statement = conn.get_database_backend().build(&update);
+    call::Entity::find()
+        .from_raw_sql(statement)
+        .one(conn)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("call {} is not stored", record.id)))
 }
 
 /// The state columns a transition writes onto its call's row ([`apply_state`] onto a row in

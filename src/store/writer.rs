@@ -444,18 +444,13 @@ async fn commit_transition(
         // Nothing to announce: the row's state columns are all that change.
         return calls::update_state(conn, record, state, now).await;
     }
-    let mut row = calls::find(conn, &record.id)
-        .await?
-        .filter(|row| row.workspace_id == record.workspace_id)
-        .ok_or_else(|| DbErr::RecordNotFound(format!("call {} is not stored", record.id)))?;
-    calls::apply_state(&mut row, state, now);
+    let events = i32::try_from(published.len()).unwrap_or(i32::MAX);
+    let row = calls::advance_state(conn, record, state, now, events).await?;
     // Without the batch's rows to join, this transition's are written as its last step.
     let mut own = Announced::default();
     let written_here = announced.is_none();
     let announced = announced.unwrap_or(&mut own);
-    let first_sequence = row.event_seq + 1;
-    row.event_seq += i32::try_from(published.len()).unwrap_or(i32::MAX);
-    row.clone().into_active_model().reset_all().update(conn).await?;
+    let first_sequence = row.event_seq - events + 1;
     let transcript = if published.contains(&Lifecycle::TranscriptReady) {
         calls::find_transcript(conn, &record.id).await?
     } else {
@@ -729,6 +724,14 @@ mod tests {
     async fn announced_events_are_logged_and_queued_in_order_in_bulk_or_one_by_one() {
         let dir = tempfile::tempdir().unwrap();
         let (db, context) = writer_on_sqlite(&dir).await;
+        let everything = webhook_store::SubscriptionFields {
+            url: "http://localhost/subscriber".to_string(),
+            description: String::new(),
+            event_types: vec!["*".to_string()],
+            enabled: true,
+        };
+        let subscription = webhook_store::create(&db, "ws_1", everything).await.unwrap();
+        context.subscriptions.reload(&db).await.unwrap();
         let ended = Lifecycle::Ended { outcome: dialplane_actors::fsm::Outcome::Completed, reason: None };
         for failing_neighbour in [false, true] {
             let r = record(if failing_neighbour { "call_each" } else { "call_bulk" });
@@ -765,8 +768,30 @@ mod tests {
             assert_eq!(stored.event_seq, 4, "call.queued and three announced events");
             let logged: Vec<String> = calls::events_of(&db, &r.id).await.unwrap().into_iter().map(|e| e.kind).collect();
             assert_eq!(logged, ["call.ringing", "call.ended", "transcript.disabled"]);
+            // The subscription got every event with the call's own sequence: 1 for call.queued,
+            // then one more per announced event, across transitions and batches.
+            let events: Vec<(String, serde_json::Value)> = outbox::Entity::find()
+                .filter(outbox::Column::CallId.eq(r.id.as_str()))
+                .filter(outbox::Column::SubscriptionId.eq(subscription.id.as_str()))
+                .order_by_asc(outbox::Column::Id)
+                .all(&db)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|m| {
+                    let body: serde_json::Value = serde_json::from_str(&m.body).unwrap();
+                    (m.event_type, body["data"]["sequence"].clone())
+                })
+                .collect();
+            let expected = ["call.queued", "call.ringing", "call.ended", "transcript.disabled"]
+                .into_iter()
+                .zip(1..)
+                .map(|(kind, sequence)| (kind.to_string(), serde_json::json!(sequence)))
+                .collect::<Vec<_>>();
+            assert_eq!(events, expected);
             let queued_messages = outbox::Entity::find()
                 .filter(outbox::Column::CallId.eq(r.id.as_str()))
+                .filter(outbox::Column::SubscriptionId.is_null())
                 .order_by_asc(outbox::Column::Id)
                 .all(&db)
                 .await
