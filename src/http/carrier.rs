@@ -24,8 +24,8 @@ use crate::carriers::accounts::AccountSettings;
 use crate::carriers::sandbox::{self, CallbackError, PlaceCallRequest};
 use crate::carriers::{client, exotel, livekit, twilio};
 use crate::error::{ApiError, json_response};
-use crate::store::calls;
-use crate::store::entities::{call, call_event};
+use crate::store::calls::{self, CallOwner};
+use crate::store::entities::call_event;
 use crate::store::writer::WriteOp;
 use crate::telemetry;
 
@@ -43,7 +43,7 @@ pub async fn sandbox_status(app: Arc<App>, signature: Option<String>, body: Byte
                 return Err(ApiError::BadRequest(format!("malformed callback: {why}")));
             }
         };
-    let Some(call) = calls::find(&app.db, &callback.reference).await? else {
+    let Some(call) = calls::find_owner(&app.db, &callback.reference).await? else {
         telemetry::carrier_callback("sandbox", "unknown_call");
         return Err(ApiError::NotFound("Call not found".to_string()));
     };
@@ -61,7 +61,7 @@ fn received() -> Response {
 /// first: a callback is on record before it changes anything.
 async fn record_callback(
     app: &App,
-    call: &call::Model,
+    call: &CallOwner,
     carrier: &'static str,
     kind: String,
     payload: Value,
@@ -92,8 +92,8 @@ async fn call_of_carrier(
     provider: &'static str,
     call_id: &str,
     carrier_id: &str,
-) -> Result<call::Model, ApiError> {
-    match calls::find(&app.db, call_id).await? {
+) -> Result<CallOwner, ApiError> {
+    match calls::find_owner(&app.db, call_id).await? {
         Some(call) if call.carrier == carrier_id => Ok(call),
         _ => {
             telemetry::carrier_callback(provider, "unknown_call");
@@ -183,7 +183,7 @@ pub async fn exotel_callback(
         Some(call_id) => call_of_carrier(&app, "exotel", &call_id, &carrier_id).await?,
         None => {
             let sid = callback.get("CallSid").and_then(Value::as_str).unwrap_or_default();
-            match calls::find_by_provider_call_id(&app.db, &carrier_id, sid).await? {
+            match calls::find_owner_by_provider_call_id(&app.db, &carrier_id, sid).await? {
                 Some(call) if !sid.is_empty() => call,
                 _ => return Err(ApiError::NotFound("Call not found".to_string())),
             }
@@ -239,7 +239,7 @@ pub async fn livekit_webhook(app: Arc<App>, authorization: Option<String>, body:
     };
     // Rooms are named for their calls: the account that placed the call owns the room.
     let call = match &room {
-        Some(room) => calls::find(&app.db, room).await?.filter(|c| verified.iter().any(|a| a.id == c.carrier)),
+        Some(room) => calls::find_owner(&app.db, room).await?.filter(|c| verified.iter().any(|a| a.id == c.carrier)),
         None => None,
     };
     let owner = call.as_ref().map_or(verified[0].id.clone(), |c| c.carrier.clone());

@@ -8,8 +8,8 @@ use dialplane_actors::fsm::CallState;
 use dialplane_actors::{CallRecord, CallType};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, OnConflict, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, ModelTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, IntoActiveModel,
+    ModelTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
 use super::entities::{call, call_event, idempotency_key, recording, transcript};
@@ -228,15 +228,35 @@ pub async fn find(db: &impl ConnectionTrait, id: &str) -> Result<Option<call::Mo
     call::Entity::find_by_id(id.to_string()).one(db).await
 }
 
-/// Returns the call a carrier account knows by its own id.
-pub async fn find_by_provider_call_id(
+/// Whose a call is and which carrier account placed it: all a carrier callback needs to find,
+/// check and log its call, read without the rest of the row (its state, its agent config).
+#[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
+pub struct CallOwner {
+    pub id: String,
+    pub workspace_id: String,
+    pub carrier: String,
+}
+
+/// Narrows a query of calls to the columns of [`CallOwner`].
+fn owner_columns(query: sea_orm::Select<call::Entity>) -> sea_orm::Select<call::Entity> {
+    query.select_only().columns([call::Column::Id, call::Column::WorkspaceId, call::Column::Carrier])
+}
+
+/// Returns the owner of a call by id.
+pub async fn find_owner(db: &impl ConnectionTrait, id: &str) -> Result<Option<CallOwner>, DbErr> {
+    owner_columns(call::Entity::find_by_id(id.to_string())).into_model::<CallOwner>().one(db).await
+}
+
+/// Returns the owner of the call a carrier account knows by its own id.
+pub async fn find_owner_by_provider_call_id(
     db: &impl ConnectionTrait,
     carrier: &str,
     provider_call_id: &str,
-) -> Result<Option<call::Model>, DbErr> {
-    call::Entity::find()
+) -> Result<Option<CallOwner>, DbErr> {
+    owner_columns(call::Entity::find())
         .filter(call::Column::Carrier.eq(carrier))
         .filter(call::Column::ProviderCallId.eq(provider_call_id))
+        .into_model::<CallOwner>()
         .one(db)
         .await
 }
