@@ -69,9 +69,10 @@ pub async fn open_with(url: &str, acquire_timeout: Duration) -> anyhow::Result<D
 ///
 /// Without it, SQLite marks a statement whose plan read a bound value as expired at every new
 /// binding, and prepares it again at its next step. sea-orm's `.one()` binds its `LIMIT`, so every
-/// lookup of one row (a call, a transcript, a subscription) was compiled afresh each time: 15 %
-/// of the CPU of whole calls (BENCHMARKS.md). The plans it gives up are those tuned to a `LIMIT`'s
-/// value, to a bound `LIKE` prefix or to `ANALYZE` samples; none is on a path that needs them.
+/// lookup of one row (a call, a transcript, a subscription) was compiled afresh each time: about
+/// a third of a whole call's CPU (BENCHMARKS.md, 16:16 run). The plans it gives up are those
+/// tuned to a `LIMIT`'s value, to a bound `LIKE` prefix or to `ANALYZE` samples; none is on a
+/// path that needs them.
 async fn keep_query_plans(connection: &mut sea_orm::sqlx::SqliteConnection) -> Result<(), sea_orm::sqlx::Error> {
     let mut handle = connection.lock_handle().await?;
     let db = handle.as_raw_handle().as_ptr();
