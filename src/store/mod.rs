@@ -171,7 +171,7 @@ mod tests {
         // before the handle is released.
         let reprepared = unsafe {
             let mut statement = std::ptr::null_mut();
-            let flags = ffi::SQLITE_PREPARE_PERSISTENT as u32;
+            let flags = ffi::SQLITE_PREPARE_PERSISTENT;
             let rc = ffi::sqlite3_prepare_v3(raw, sql.as_ptr(), -1, flags, &mut statement, std::ptr::null_mut());
             assert_eq!(rc, ffi::SQLITE_OK);
             for _ in 0..3 {
