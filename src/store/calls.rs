@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use dialplane_actors::fsm::CallState;
 use dialplane_actors::{CallRecord, CallType};
-use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, OnConflict, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, OnConflict, Query, UpdateStatement};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, IntoActiveModel,
     ModelTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -55,6 +55,23 @@ pub fn apply_state(row: &mut call::Model, state: &CallState, now: DateTime<Utc>)
     }
 }
 
+/// The `UPDATE` of a call's state columns to `state`, for the call `record` names in its workspace.
+fn state_update(record: &CallRecord, state: &CallState, now: DateTime<Utc>) -> UpdateStatement {
+    let mut update = Query::update();
+    update.table(call::Entity);
+    for (column, value) in STATE_COLUMNS.into_iter().zip(state_values(state, now)) {
+        update.value(column, value);
+    }
+    update
+        .and_where(call::Column::Id.eq(record.id.as_str()))
+        .and_where(call::Column::WorkspaceId.eq(record.workspace_id.as_str()));
+    update
+}
+
+fn not_stored(record: &CallRecord) -> DbErr {
+    DbErr::RecordNotFound(format!("call {} is not stored", record.id))
+}
+
 /// Writes a state onto its call's row with one `UPDATE` of the state columns, without reading
 /// the row first (for transitions that publish nothing). Fails when the call is not stored.
 pub async fn update_state(
@@ -63,17 +80,8 @@ pub async fn update_state(
     state: &CallState,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let mut update = call::Entity::update_many();
-    for (column, value) in STATE_COLUMNS.into_iter().zip(state_values(state, now)) {
-        update = update.col_expr(column, Expr::value(value));
-    }
-    let updated = update
-        .filter(call::Column::Id.eq(record.id.as_str()))
-        .filter(call::Column::WorkspaceId.eq(record.workspace_id.as_str()))
-        .exec(conn)
-        .await?;
-    if updated.rows_affected == 0 {
-        return Err(DbErr::RecordNotFound(format!("call {} is not stored", record.id)));
+    if conn.execute(&state_update(record, state, now)).await?.rows_affected() == 0 {
+        return Err(not_stored(record));
     }
     Ok(())
 }
@@ -89,22 +97,10 @@ pub async fn advance_state(
     now: DateTime<Utc>,
     events: i32,
 ) -> Result<call::Model, DbErr> {
-    let mut update = Query::update();
-    update.table(call::Entity);
-    for (column, value) in STATE_COLUMNS.into_iter().zip(state_values(state, now)) {
-        update.value(column, value);
-    }
-    update
-        .value(call::Column::EventSeq, Expr::col(call::Column::EventSeq).add(events))
-        .and_where(call::Column::Id.eq(record.id.as_str()))
-        .and_where(call::Column::WorkspaceId.eq(record.workspace_id.as_str()))
-        .returning_all();
+    let mut update = state_update(record, state, now);
+    update.value(call::Column::EventSeq, Expr::col(call::Column::EventSeq).add(events)).returning_all();
     let statement = conn.get_database_backend().build(&update);
-    call::Entity::find()
-        .from_raw_sql(statement)
-        .one(conn)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound(format!("call {} is not stored", record.id)))
+    call::Entity::find().from_raw_sql(statement).one(conn).await?.ok_or_else(|| not_stored(record))
 }
 
 /// The state columns a transition writes onto its call's row ([`apply_state`] onto a row in
