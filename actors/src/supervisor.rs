@@ -25,10 +25,21 @@ pub struct CallRegistry {
     calls: RwLock<HashMap<String, LiveCall>>,
 }
 
-/// A live call's actor and when its watchdog is next due.
+/// A live call's actor, when its watchdog is next due, and whose the call is.
 struct LiveCall {
     actor: ActorRef<CallMessage>,
     watchdog: Arc<WatchdogDue>,
+    /// The call's workspace and carrier account, which never change: a carrier callback for a
+    /// live call finds and checks its call here instead of reading the store.
+    workspace_id: Box<str>,
+    carrier: Box<str>,
+}
+
+/// Whose a live call is and which carrier account placed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveOwner {
+    pub workspace_id: String,
+    pub carrier: String,
 }
 
 /// When a call's watchdog is next due (from [`fsm::next_deadline`]), kept by the call's actor and
@@ -53,11 +64,25 @@ impl WatchdogDue {
 
 impl CallRegistry {
     /// Registers a live call's actor; returns where the actor records when its watchdog is due.
-    pub fn insert(&self, call_id: &str, actor: ActorRef<CallMessage>) -> Arc<WatchdogDue> {
+    pub fn insert(&self, record: &CallRecord, actor: ActorRef<CallMessage>) -> Arc<WatchdogDue> {
         let watchdog = Arc::new(WatchdogDue::default());
-        let call = LiveCall { actor, watchdog: watchdog.clone() };
-        self.calls.write().expect("registry lock").insert(call_id.to_string(), call);
+        let call = LiveCall {
+            actor,
+            watchdog: watchdog.clone(),
+            workspace_id: record.workspace_id.as_str().into(),
+            carrier: record.carrier.as_str().into(),
+        };
+        self.calls.write().expect("registry lock").insert(record.id.clone(), call);
         watchdog
+    }
+
+    /// Returns whose a live call is, or `None` when it has no actor (look in the store then).
+    pub fn owner(&self, call_id: &str) -> Option<LiveOwner> {
+        self.calls
+            .read()
+            .expect("registry lock")
+            .get(call_id)
+            .map(|call| LiveOwner { workspace_id: call.workspace_id.to_string(), carrier: call.carrier.to_string() })
     }
 
     /// Forgets a call's actor.

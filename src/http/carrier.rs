@@ -43,7 +43,7 @@ pub async fn sandbox_status(app: Arc<App>, signature: Option<String>, body: Byte
                 return Err(ApiError::BadRequest(format!("malformed callback: {why}")));
             }
         };
-    let Some(call) = calls::find_owner(&app.db, &callback.reference).await? else {
+    let Some(call) = owner_of(&app, &callback.reference).await? else {
         telemetry::carrier_callback("sandbox", "unknown_call");
         return Err(ApiError::NotFound("Call not found".to_string()));
     };
@@ -51,6 +51,15 @@ pub async fn sandbox_status(app: Arc<App>, signature: Option<String>, body: Byte
     let kind = format!("{}.{}", callback.leg, callback.status);
     record_callback(&app, &call, "sandbox", kind, payload, vec![Event::Carrier(update)]).await?;
     Ok(received())
+}
+
+/// Returns whose a call is: from its live actor's registry entry when it has one (a callback of a
+/// call in progress, the common case), else from the store.
+async fn owner_of(app: &App, call_id: &str) -> Result<Option<CallOwner>, sea_orm::DbErr> {
+    if let Some(live) = app.registry.owner(call_id) {
+        return Ok(Some(CallOwner { id: call_id.to_string(), workspace_id: live.workspace_id, carrier: live.carrier }));
+    }
+    calls::find_owner(&app.db, call_id).await
 }
 
 fn received() -> Response {
@@ -93,7 +102,7 @@ async fn call_of_carrier(
     call_id: &str,
     carrier_id: &str,
 ) -> Result<CallOwner, ApiError> {
-    match calls::find_owner(&app.db, call_id).await? {
+    match owner_of(app, call_id).await? {
         Some(call) if call.carrier == carrier_id => Ok(call),
         _ => {
             telemetry::carrier_callback(provider, "unknown_call");
@@ -239,7 +248,7 @@ pub async fn livekit_webhook(app: Arc<App>, authorization: Option<String>, body:
     };
     // Rooms are named for their calls: the account that placed the call owns the room.
     let call = match &room {
-        Some(room) => calls::find_owner(&app.db, room).await?.filter(|c| verified.iter().any(|a| a.id == c.carrier)),
+        Some(room) => owner_of(&app, room).await?.filter(|c| verified.iter().any(|a| a.id == c.carrier)),
         None => None,
     };
     let owner = call.as_ref().map_or(verified[0].id.clone(), |c| c.carrier.clone());

@@ -74,7 +74,7 @@ impl Actor for CallActor {
     ) -> Result<CallActorState, ActorProcessingErr> {
         // The CallSupervisor's one ticker reaches the call through the registry (no timer per
         // call), once the call's next deadline has come.
-        let watchdog = args.deps.registry.insert(&args.record.id, myself.clone());
+        let watchdog = args.deps.registry.insert(&args.record, myself.clone());
         watchdog.set(fsm::next_deadline(&args.state, &args.deps.policy));
         Ok(CallActorState {
             record: args.record,

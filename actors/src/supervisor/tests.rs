@@ -170,6 +170,10 @@ async fn a_panicking_call_fails_alone_with_one_terminal_event() {
         ["call_panics", "call_survives"].iter().all(|id| status(id).is_some_and(|s| s.provider_call_id.is_some()))
     })
     .await;
+    // A live call's owner is known without the store; a call with no actor is not.
+    let owner = LiveOwner { workspace_id: "ws".into(), carrier: "fake".into() };
+    assert_eq!(registry.owner("call_survives"), Some(owner));
+    assert_eq!(registry.owner("call_never_started"), None);
 
     for id in ["call_panics", "call_survives"] {
         assert!(registry.deliver(id, carrier_update(1, Leg::Agent, LegStatus::Ringing)));
@@ -182,6 +186,7 @@ async fn a_panicking_call_fails_alone_with_one_terminal_event() {
         |id: &str| store.calls.lock().unwrap()[id].2.iter().filter(|l| matches!(l, Lifecycle::Ended { .. })).count();
     assert_eq!(ended_events("call_panics"), 1);
     eventually("the dead actor to leave the registry", || registry.get("call_panics").is_none()).await;
+    assert_eq!(registry.owner("call_panics"), None);
 
     // The supervisor and the other call carry on.
     for (sequence, leg, leg_status) in [
