@@ -137,18 +137,30 @@ pub fn timeline(click_to_call: bool, scenario: Scenario) -> Vec<Step> {
 /// Marker chunk in a sandbox recording telling the sandbox transcriber what to do.
 pub const SCRIPT_CHUNK: &[u8; 4] = b"dpsb";
 
+/// Sample rate of the sandbox's recordings.
+const WAV_RATE: u32 = 8000;
+
+/// Half a second of a 440 Hz tone as 16-bit little-endian PCM, computed once: every sandbox
+/// recording carries the same audio.
+static TONE: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
+    (0..WAV_RATE / 2)
+        .flat_map(|i| {
+            let sample = (f64::from(i) * 440.0 * 2.0 * std::f64::consts::PI / f64::from(WAV_RATE)).sin() * 8000.0;
+            (sample as i16).to_le_bytes()
+        })
+        .collect()
+});
+
 /// Returns a short WAV (8 kHz mono PCM, half a second of tone) carrying a script chunk.
 pub fn wav(script: &serde_json::Value) -> Vec<u8> {
-    let rate = 8000u32;
-    let samples: Vec<i16> = (0..rate / 2)
-        .map(|i| ((f64::from(i) * 440.0 * 2.0 * std::f64::consts::PI / f64::from(rate)).sin() * 8000.0) as i16)
-        .collect();
+    let rate = WAV_RATE;
+    let samples: &[u8] = &TONE;
     let mut script_bytes = script.to_string().into_bytes();
     if script_bytes.len() % 2 == 1 {
         script_bytes.push(b' ');
     }
-    let data_len = (samples.len() * 2) as u32;
-    let mut out = Vec::new();
+    let data_len = samples.len() as u32;
+    let mut out = Vec::with_capacity(44 + 8 + script_bytes.len() + samples.len());
     out.extend_from_slice(b"RIFF");
     out.extend_from_slice(&(4 + 8 + 16 + 8 + script_bytes.len() as u32 + 8 + data_len).to_le_bytes());
     out.extend_from_slice(b"WAVEfmt ");
@@ -164,9 +176,7 @@ pub fn wav(script: &serde_json::Value) -> Vec<u8> {
     out.extend_from_slice(&script_bytes);
     out.extend_from_slice(b"data");
     out.extend_from_slice(&data_len.to_le_bytes());
-    for sample in samples {
-        out.extend_from_slice(&sample.to_le_bytes());
-    }
+    out.extend_from_slice(samples);
     out
 }
 
@@ -363,6 +373,11 @@ impl SandboxNetwork {
     }
 
     /// Posts the callbacks not yet acknowledged, each at its time on the call's timeline.
+    ///
+    /// Progress is recorded before each wait for a later callback and at the end, not after
+    /// every callback: callbacks already due go out back to back, and if the engine stops among
+    /// them they are sent again at the next start, which a carrier may do and the engine ignores
+    /// (a leg only moves forward). At time scale 0 a whole timeline is one progress write.
     async fn play(&self, row: sandbox_call::Model) {
         let steps = Self::steps_of(&row);
         for (index, step) in steps.iter().enumerate() {
@@ -370,15 +385,17 @@ impl SandboxNetwork {
             if sequence <= row.acked_sequence {
                 continue;
             }
-            let due =
-                row.placed_at + chrono::Duration::milliseconds((f64::from(step.at_s) * row.time_scale * 1000.0) as i64);
-            if let Ok(wait) = (due - Utc::now()).to_std() {
+            if let Ok(wait) = (due_at(&row, step) - Utc::now()).to_std() {
                 tokio::time::sleep(wait).await;
             }
             // Boxed: a held call's task waits in the sleep above, sized for its largest future;
             // the request's future is allocated only while it is sent.
             match Box::pin(self.post(&row.status_callback, &self.callback(&row, index, step))).await {
-                Delivery::Accepted => self.record_progress(&row.sid, sequence, false).await,
+                Delivery::Accepted => {
+                    if waits_after(&row, steps.get(index + 1), Utc::now()) {
+                        self.record_progress(&row.sid, sequence, false).await;
+                    }
+                }
                 Delivery::Refused => {
                     // The engine will never take it: like a carrier, give up on this call.
                     self.record_progress(&row.sid, row.acked_sequence, true).await;
@@ -429,6 +446,17 @@ impl SandboxNetwork {
         }
         Delivery::Unreachable
     }
+}
+
+/// When a step of a call's timeline is due.
+fn due_at(row: &sandbox_call::Model, step: &Step) -> chrono::DateTime<Utc> {
+    row.placed_at + chrono::Duration::milliseconds((f64::from(step.at_s) * row.time_scale * 1000.0) as i64)
+}
+
+/// Whether the timeline waits before its `next` step (none: it ends), so the progress so far
+/// is recorded first.
+fn waits_after(row: &sandbox_call::Model, next: Option<&Step>, now: chrono::DateTime<Utc>) -> bool {
+    next.is_some_and(|next| due_at(row, next) > now)
 }
 
 /// What became of one callback.
@@ -491,5 +519,36 @@ mod tests {
         assert_eq!(u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize, bytes.len() - 8);
         assert_eq!(read_script(&bytes), Some(script));
         assert_eq!(read_script(b"not a wav"), None);
+        // Half a second of 16-bit samples ends the file, the tone's second sample included.
+        let data = &bytes[bytes.len() - 8000..];
+        assert_eq!(&bytes[bytes.len() - 8008..bytes.len() - 8004], b"data");
+        let second = (440.0 * 2.0 * std::f64::consts::PI / 8000.0_f64).sin() * 8000.0;
+        assert_eq!(i16::from_le_bytes([data[2], data[3]]), second as i16);
+    }
+
+    fn placed(time_scale: f64) -> sandbox_call::Model {
+        sandbox_call::Model {
+            sid: "SB1".into(),
+            reference: "call_x".into(),
+            kind: "click_to_call".into(),
+            customer_number: "919999999999".into(),
+            status_callback: "http://engine/providers/sandbox/status".into(),
+            placed_at: Utc::now(),
+            time_scale,
+            acked_sequence: 0,
+            finished: false,
+        }
+    }
+
+    /// Progress is recorded before a wait, not after each callback: at time scale 0 every step
+    /// is due at once and only the end is recorded; in real time, every step but the last waits.
+    #[test]
+    fn progress_is_recorded_only_before_a_wait() {
+        let steps = timeline(true, scenario_for("919999999999"));
+        let recorded_after = |row: &sandbox_call::Model| -> Vec<usize> {
+            (0..steps.len()).filter(|&i| waits_after(row, steps.get(i + 1), row.placed_at)).collect()
+        };
+        assert_eq!(recorded_after(&placed(0.0)), Vec::<usize>::new());
+        assert_eq!(recorded_after(&placed(1.0)), (0..steps.len() - 1).collect::<Vec<_>>());
     }
 }
