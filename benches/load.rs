@@ -372,6 +372,41 @@ async fn run_store(
     quick: bool,
 ) {
     let window = Duration::from_secs(if quick { 3 } else { 10 });
+    if phase("creation") {
+        creation(name, client, database_url, redis_url, reference, quick, window).await;
+    }
+    if phase("whole") {
+        whole_calls(name, client, database_url, redis_url, quick).await;
+    }
+    if phase("webhooks") {
+        // 3. Webhook delivery: test events to several subscriptions on one local receiver, as fast
+        //    as they can be queued; latency from the queuing request's answer to the receiver's arrival.
+        let server = start_dialplane(client, &fresh(database_url, "d"), redis_url).await;
+        webhook_delivery(name, client, &server, if quick { 2_000 } else { 10_000 }).await;
+        stop(server).await;
+    }
+    if phase("admission") {
+        // 4. Campaign admission over 100,000 contacts (the store side of the dialer).
+        campaign_admission(name, &fresh(database_url, "e"), if quick { 20_000 } else { 100_000 }).await;
+    }
+}
+
+/// Whether `LOAD_ONLY` (a comma-separated list of `creation`, `whole`, `webhooks`, `admission`)
+/// selects this phase; without it every phase runs.
+fn phase(name: &str) -> bool {
+    std::env::var("LOAD_ONLY").map_or(true, |only| only.split(',').any(|p| p.trim() == name))
+}
+
+/// 1. Creation at saturation and at a fixed 5,000 req/s.
+async fn creation(
+    name: &str,
+    client: &reqwest::Client,
+    database_url: &str,
+    redis_url: Option<&str>,
+    reference: f64,
+    quick: bool,
+    window: Duration,
+) {
     // Each measurement gets a fresh server, so no backlog of one spills into the next.
     // 1. Creation. Silent sandbox calls (0006: placed, then no callback) keep the rest of the
     //    engine's work out of the figure: each request is auth + the call's insert, then the
@@ -392,11 +427,18 @@ async fn run_store(
     let rate = fixed_rate(client, create, 5000, Duration::from_secs(if quick { 2 } else { 5 })).await;
     println!("[{name}] {}", rate.line("click2call creation at 5,000 req/s offered", None));
     stop(server).await;
-    let server = start_dialplane(client, &fresh(database_url, "c"), redis_url).await;
+}
 
-    // 2. Whole calls: creation → callbacks → end → transcript → both callbacks delivered.
+/// 2. Whole calls: creation → callbacks → end → transcript → both callbacks delivered.
+/// `LOAD_WHOLE_CALLS` sets how many (default 500 quick, 3,000 otherwise).
+async fn whole_calls(name: &str, client: &reqwest::Client, database_url: &str, redis_url: Option<&str>, quick: bool) {
+    let server = start_dialplane(client, &fresh(database_url, "c"), redis_url).await;
     let (hook, seen) = receiver().await;
-    let calls = if quick { 500 } else { 3000 };
+    let calls = match std::env::var("LOAD_WHOLE_CALLS") {
+        Ok(n) => n.parse().expect("LOAD_WHOLE_CALLS is a number"),
+        Err(_) if quick => 500,
+        Err(_) => 3000,
+    };
     let whole = click2call(&server.base, &server.token, "919999999999", Some(hook));
     let (started, cpu_before) = (Instant::now(), process_cpu());
     send_range(client, &whole, 0, calls).await;
@@ -413,15 +455,6 @@ async fn run_store(
         cpu.as_secs_f64() * 1e6 / done.max(1) as f64
     );
     stop(server).await;
-
-    // 3. Webhook delivery: test events to several subscriptions on one local receiver, as fast as
-    //    they can be queued; latency from the queuing request's answer to the receiver's arrival.
-    let server = start_dialplane(client, &fresh(database_url, "d"), redis_url).await;
-    webhook_delivery(name, client, &server, if quick { 2_000 } else { 10_000 }).await;
-    stop(server).await;
-
-    // 4. Campaign admission over 100,000 contacts (the store side of the dialer).
-    campaign_admission(name, &fresh(database_url, "e"), if quick { 20_000 } else { 100_000 }).await;
 }
 
 /// A webhook receiver noting when each event (by its `evt_` id) arrived.
