@@ -45,7 +45,10 @@ pub async fn open_with(url: &str, acquire_timeout: Duration) -> anyhow::Result<D
         // One writer at a time is SQLite's nature; WAL lets readers run beside it and the busy
         // timeout makes writers queue instead of failing. `synchronous = FULL` syncs the WAL at
         // every commit, so a committed write (a 200) survives a power cut, not only a crash of
-        // the process; group commit pays that sync once per batch.
+        // the process; group commit pays that sync once per batch. Temporary files stay in
+        // memory: a writer batch is one multi-row statement, whose statement journal (its undo
+        // log, should it fail halfway) outgrew SQLite's 64 KiB and went to a new file on disk
+        // for every batch, about 5 % of creation's CPU (BENCHMARKS.md).
         options
             .max_connections(8)
             .min_connections(1)
@@ -54,6 +57,7 @@ pub async fn open_with(url: &str, acquire_timeout: Duration) -> anyhow::Result<D
                     .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
+                    .pragma("temp_store", "MEMORY")
             })
             .map_sqlx_sqlite_pool_opts(|pool| {
                 pool.after_connect(|connection, _| Box::pin(async move { keep_query_plans(connection).await }))
@@ -152,6 +156,24 @@ mod tests {
         };
         assert_eq!(pragma("journal_mode").await.try_get_by_index::<String>(0).unwrap(), "wal");
         assert_eq!(pragma("synchronous").await.try_get_by_index::<i32>(0).unwrap(), 2, "FULL");
+    }
+
+    /// A statement journal never becomes a file: temporary storage is memory (2), on every
+    /// pooled connection.
+    #[tokio::test]
+    async fn sqlite_keeps_temporary_files_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("temp.db").display());
+        let db = open(&url).await.unwrap();
+        let pool = db.get_sqlite_connection_pool();
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let mut connection = pool.acquire().await.unwrap();
+            let (store,): (i32,) =
+                sea_orm::sqlx::query_as("PRAGMA temp_store").fetch_one(&mut *connection).await.unwrap();
+            assert_eq!(store, 2, "MEMORY");
+            held.push(connection);
+        }
     }
 
     /// A cached statement whose `LIMIT` is bound (every sea-orm `.one()`) keeps its compiled plan
