@@ -570,14 +570,20 @@ fn fresh(url: &str, tag: &str) -> String {
 
 /// Runs the real `dialplane` binary on its own, so its RSS is the server's alone: start-up time, idle
 /// RSS, then RSS per call held in progress at each of `counts`.
-async fn live_calls_rss(client: &reqwest::Client, dir: &std::path::Path, counts: &[usize]) {
+/// Starts the real `dialplane` binary on SQLite under `dir`, waits for it to serve and returns
+/// it, its base URL and how long it took to answer `/health`.
+async fn spawn_server(
+    client: &reqwest::Client,
+    dir: &std::path::Path,
+    database: &str,
+) -> (std::process::Child, String, Duration) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let base = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dialplane"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_dialplane"))
         .arg("serve")
         .env("DIALPLANE_BIND", format!("127.0.0.1:{port}"))
-        .env("DATABASE_URL", format!("sqlite://{}?mode=rwc", dir.join("live.db").display()))
+        .env("DATABASE_URL", format!("sqlite://{}?mode=rwc", dir.join(database).display()))
         .env("DIALPLANE_ADMIN_EMAIL", "bench@example.com")
         .env("DIALPLANE_ADMIN_PASSWORD", "bench-password")
         .env("DIALPLANE_JWT_SECRET", "bench-secret-bench-secret-bench-secret")
@@ -589,7 +595,11 @@ async fn live_calls_rss(client: &reqwest::Client, dir: &std::path::Path, counts:
     while !client.get(format!("{base}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let startup = started.elapsed();
+    (child, base, started.elapsed())
+}
+
+async fn live_calls_rss(client: &reqwest::Client, dir: &std::path::Path, counts: &[usize]) {
+    let (mut child, base, startup) = spawn_server(client, dir, "live.db").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = process_rss_kib(child.id());
     println!(
@@ -609,6 +619,42 @@ async fn live_calls_rss(client: &reqwest::Client, dir: &std::path::Path, counts:
             "[live] {target} calls held in progress: server RSS {:.1} MiB, {:.1} KiB per live call above idle",
             rss as f64 / 1024.0,
             rss.saturating_sub(idle) as f64 / target as f64
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The server idles under its RSS target after load too: 5,000 whole calls (no `callback_url`),
+/// then RSS once they have ended and the server has sat idle.
+async fn idle_after_load(client: &reqwest::Client, dir: &std::path::Path) {
+    let (mut child, base, _) = spawn_server(client, dir, "idle.db").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = process_rss_kib(child.id());
+    let token = login(client, &base).await;
+    let calls = 5_000;
+    send_range(client, &click2call(&base, &token, "919999999999", None), 0, calls).await;
+    let loaded = process_rss_kib(child.id());
+    // The calls end within a few seconds at time scale 0; then the server has nothing to do.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let after = process_rss_kib(child.id());
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let later = process_rss_kib(child.id());
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    println!(
+        "[server] RSS {:.1} MiB idle at start, {:.1} MiB once {calls} whole calls were created, {:.1} MiB idle 10 s \
+         later, {:.1} MiB 30 s later",
+        mib(idle),
+        mib(loaded),
+        mib(after),
+        mib(later)
+    );
+    // What the idle server holds: its heap (anonymous) against mapped files (code, SQLite's).
+    if let Ok(rollup) = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", child.id())) {
+        let held = rollup.lines().filter(|l| l.starts_with("Anonymous") || l.starts_with("Private_Clean"));
+        println!(
+            "[server]   {}",
+            held.map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join(", ")
         );
     }
     let _ = child.kill();
@@ -644,6 +690,7 @@ fn main() {
             Err(_) => &[10_000, 100_000],
         };
         if std::env::var("LOAD_SKIP_LIVE").is_err() {
+            idle_after_load(&client, dir.path()).await;
             live_calls_rss(&client, dir.path(), counts).await;
         }
         if std::env::var("LOAD_SKIP_STORES").is_ok() {
