@@ -20,6 +20,7 @@ pub mod error;
 pub mod http;
 pub mod ids;
 pub mod netguard;
+pub mod outbound;
 pub mod signing;
 pub mod store;
 pub mod telemetry;
@@ -236,7 +237,9 @@ pub async fn run(
         metrics,
         draining: AtomicBool::new(false),
         webhooks: webhooks.clone(),
-        llm_http: reqwest::Client::builder().user_agent(concat!("Dialplane/", env!("CARGO_PKG_VERSION"))).build()?,
+        llm_http: crate::outbound::client_builder()
+            .user_agent(concat!("Dialplane/", env!("CARGO_PKG_VERSION")))
+            .build()?,
         campaigns: campaigns::Campaigns::default(),
         carriers: carrier_router.clone(),
         livekit_rooms,

@@ -22,7 +22,7 @@ const LONGEST_TOTAL_WAIT: Duration = Duration::from_secs(90);
 /// must not reach into the internal network).
 pub fn http_client(allow_private: bool) -> anyhow::Result<reqwest::Client> {
     let mut builder =
-        reqwest::Client::builder().timeout(Duration::from_secs(15)).redirect(reqwest::redirect::Policy::none());
+        crate::outbound::client_builder().timeout(Duration::from_secs(15)).redirect(reqwest::redirect::Policy::none());
     if !allow_private {
         builder = builder.dns_resolver(std::sync::Arc::new(crate::netguard::PublicOnlyResolver));
     }

@@ -119,7 +119,7 @@ impl SandboxCarrier {
     /// Builds the adapter for a sandbox network served under `public_url`.
     pub fn new(public_url: &str, api_key: String) -> anyhow::Result<Self> {
         let base = public_url.trim_end_matches('/').to_string();
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build()?;
+        let http = crate::outbound::client_builder().timeout(Duration::from_secs(15)).build()?;
         Ok(SandboxCarrier {
             http,
             api_base: format!("{base}/sandbox/v1"),

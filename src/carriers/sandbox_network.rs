@@ -253,7 +253,7 @@ impl SandboxNetwork {
         Ok(SandboxNetwork {
             db,
             writer,
-            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?,
+            http: crate::outbound::client_builder().timeout(Duration::from_secs(10)).build()?,
             callback_key,
             api_key,
             time_scale,

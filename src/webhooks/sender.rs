@@ -32,7 +32,7 @@ impl SignedPost {
     /// Builds the HTTP client: no redirects, `timeout` per attempt, public addresses only unless
     /// `allow_private`.
     pub fn new(timeout: Duration, allow_private: bool) -> anyhow::Result<Self> {
-        let mut builder = reqwest::Client::builder()
+        let mut builder = crate::outbound::client_builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .redirect(reqwest::redirect::Policy::none())
