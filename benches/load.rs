@@ -632,6 +632,8 @@ async fn idle_after_load(client: &reqwest::Client, dir: &std::path::Path) {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = process_rss_kib(child.id());
     let token = login(client, &base).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let logged_in = process_rss_kib(child.id());
     let calls = 5_000;
     send_range(client, &click2call(&base, &token, "919999999999", None), 0, calls).await;
     let loaded = process_rss_kib(child.id());
@@ -642,13 +644,22 @@ async fn idle_after_load(client: &reqwest::Client, dir: &std::path::Path) {
     let later = process_rss_kib(child.id());
     let mib = |kib: u64| kib as f64 / 1024.0;
     println!(
-        "[server] RSS {:.1} MiB idle at start, {:.1} MiB once {calls} whole calls were created, {:.1} MiB idle 10 s \
-         later, {:.1} MiB 30 s later",
+        "[server] RSS {:.1} MiB idle at start, {:.1} MiB after a login, {:.1} MiB once {calls} whole calls were \
+         created, {:.1} MiB idle 10 s later, {:.1} MiB 30 s later",
         mib(idle),
+        mib(logged_in),
         mib(loaded),
         mib(after),
         mib(later)
     );
+    let sockets = std::fs::read_dir(format!("/proc/{}/fd", child.id()))
+        .map(|fds| {
+            fds.filter_map(Result::ok)
+                .filter(|fd| fd.path().read_link().is_ok_and(|l| l.to_string_lossy().starts_with("socket:")))
+                .count()
+        })
+        .unwrap_or(0);
+    println!("[server]   {sockets} sockets open");
     // What the idle server holds: its heap (anonymous) against mapped files (code, SQLite's).
     if let Ok(rollup) = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", child.id())) {
         let held = rollup.lines().filter(|l| l.starts_with("Anonymous") || l.starts_with("Private_Clean"));
