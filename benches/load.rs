@@ -397,7 +397,7 @@ fn phase(name: &str) -> bool {
     std::env::var("LOAD_ONLY").map_or(true, |only| only.split(',').any(|p| p.trim() == name))
 }
 
-/// 1. Creation at saturation and at a fixed 5,000 req/s.
+/// Creation (measurement 1) at saturation and at a fixed 5,000 req/s.
 async fn creation(
     name: &str,
     client: &reqwest::Client,
@@ -429,8 +429,8 @@ async fn creation(
     stop(server).await;
 }
 
-/// 2. Whole calls: creation → callbacks → end → transcript → both callbacks delivered.
-/// `LOAD_WHOLE_CALLS` sets how many (default 500 quick, 3,000 otherwise).
+/// Whole calls (measurement 2): creation → callbacks → end → transcript → both callbacks
+/// delivered. `LOAD_WHOLE_CALLS` sets how many (default 500 quick, 3,000 otherwise).
 async fn whole_calls(name: &str, client: &reqwest::Client, database_url: &str, redis_url: Option<&str>, quick: bool) {
     let server = start_dialplane(client, &fresh(database_url, "c"), redis_url).await;
     let (hook, seen) = receiver().await;
