@@ -363,20 +363,21 @@ async fn campaign_admission(name: &str, database_url: &str, contacts: usize) {
     db.close().await.ok();
 }
 
-async fn run_store(
-    name: &str,
-    client: &reqwest::Client,
-    database_url: &str,
-    redis_url: Option<&str>,
-    reference: f64,
-    quick: bool,
-) {
-    let window = Duration::from_secs(if quick { 3 } else { 10 });
+/// The store a run measures: its name in the output, its database and its Redis, if any.
+#[derive(Clone, Copy)]
+struct Store<'a> {
+    name: &'a str,
+    database_url: &'a str,
+    redis_url: Option<&'a str>,
+}
+
+async fn run_store(store: Store<'_>, client: &reqwest::Client, reference: f64, quick: bool) {
+    let Store { name, database_url, redis_url } = store;
     if phase("creation") {
-        creation(name, client, database_url, redis_url, reference, quick, window).await;
+        creation(store, client, reference, quick).await;
     }
     if phase("whole") {
-        whole_calls(name, client, database_url, redis_url, quick).await;
+        whole_calls(store, client, quick).await;
     }
     if phase("webhooks") {
         // 3. Webhook delivery: test events to several subscriptions on one local receiver, as fast
@@ -398,15 +399,9 @@ fn phase(name: &str) -> bool {
 }
 
 /// Creation (measurement 1) at saturation and at a fixed 5,000 req/s.
-async fn creation(
-    name: &str,
-    client: &reqwest::Client,
-    database_url: &str,
-    redis_url: Option<&str>,
-    reference: f64,
-    quick: bool,
-    window: Duration,
-) {
+async fn creation(store: Store<'_>, client: &reqwest::Client, reference: f64, quick: bool) {
+    let Store { name, database_url, redis_url } = store;
+    let window = Duration::from_secs(if quick { 3 } else { 10 });
     // Each measurement gets a fresh server, so no backlog of one spills into the next.
     // 1. Creation. Silent sandbox calls (0006: placed, then no callback) keep the rest of the
     //    engine's work out of the figure: each request is auth + the call's insert, then the
@@ -431,7 +426,8 @@ async fn creation(
 
 /// Whole calls (measurement 2): creation → callbacks → end → transcript → both callbacks
 /// delivered. `LOAD_WHOLE_CALLS` sets how many (default 500 quick, 3,000 otherwise).
-async fn whole_calls(name: &str, client: &reqwest::Client, database_url: &str, redis_url: Option<&str>, quick: bool) {
+async fn whole_calls(store: Store<'_>, client: &reqwest::Client, quick: bool) {
+    let Store { name, database_url, redis_url } = store;
     let server = start_dialplane(client, &fresh(database_url, "c"), redis_url).await;
     let (hook, seen) = receiver().await;
     let calls = match std::env::var("LOAD_WHOLE_CALLS") {
@@ -708,10 +704,12 @@ fn main() {
             return;
         }
         let sqlite = format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display());
-        run_store("sqlite", &client, &sqlite, None, reference.per_second(), quick).await;
+        let store = Store { name: "sqlite", database_url: &sqlite, redis_url: None };
+        run_store(store, &client, reference.per_second(), quick).await;
         if let Ok(pg) = std::env::var("BENCH_DATABASE_URL") {
             let redis = std::env::var("BENCH_REDIS_URL").ok();
-            run_store("postgres+redis", &client, &pg, redis.as_deref(), reference.per_second(), quick).await;
+            let store = Store { name: "postgres+redis", database_url: &pg, redis_url: redis.as_deref() };
+            run_store(store, &client, reference.per_second(), quick).await;
         }
     });
 }
