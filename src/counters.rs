@@ -6,8 +6,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use dialplane_actors::CallRecord;
@@ -73,34 +71,6 @@ impl LiveCounters for InProcessCounters {
 pub struct RedisCounters {
     connection: ConnectionManager,
     prefix: String,
-    /// When Redis last answered: admission asks Redis itself only when it has been quiet.
-    answered: RecentAnswer,
-}
-
-/// How long an answer from Redis vouches for it. Under load calls start and end all the time,
-/// so admission seldom needs a round trip of its own; after a failure it always asks.
-const ANSWER_VOUCHES_FOR: Duration = Duration::from_millis(100);
-
-/// When a server last answered, cleared when it fails.
-#[derive(Default)]
-struct RecentAnswer {
-    /// Milliseconds since the Unix epoch; 0 for not since the last failure.
-    at_ms: AtomicI64,
-}
-
-impl RecentAnswer {
-    fn record<T, E>(&self, result: &Result<T, E>, now_ms: i64) {
-        self.at_ms.store(if result.is_ok() { now_ms } else { 0 }, Ordering::Relaxed);
-    }
-
-    fn vouches_at(&self, now_ms: i64) -> bool {
-        let at = self.at_ms.load(Ordering::Relaxed);
-        at != 0 && (at..at + ANSWER_VOUCHES_FOR.as_millis() as i64).contains(&now_ms)
-    }
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 impl RedisCounters {
@@ -109,7 +79,7 @@ impl RedisCounters {
         let client = redis::Client::open(url).map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
         let connection =
             ConnectionManager::new(client).await.map_err(|e| anyhow::anyhow!("REDIS_URL: cannot connect: {e}"))?;
-        Ok(RedisCounters { connection, prefix: prefix.to_string(), answered: RecentAnswer::default() })
+        Ok(RedisCounters { connection, prefix: prefix.to_string() })
     }
 
     fn key(&self, scope: &str) -> String {
@@ -127,9 +97,7 @@ impl RedisCounters {
             }
         }
         let mut connection = self.connection.clone();
-        let result = pipe.query_async::<()>(&mut connection).await;
-        self.answered.record(&result, now_ms());
-        result.map_err(|e| CounterError(e.to_string()))
+        pipe.query_async::<()>(&mut connection).await.map_err(|e| CounterError(e.to_string()))
     }
 }
 
@@ -145,16 +113,11 @@ impl LiveCounters for RedisCounters {
 
     async fn live_calls(&self, scope: &str) -> Result<u64, CounterError> {
         let mut connection = self.connection.clone();
-        let result = redis::cmd("SCARD").arg(self.key(scope)).query_async(&mut connection).await;
-        self.answered.record(&result, now_ms());
-        result.map_err(|e| CounterError(e.to_string()))
-    }
-
-    async fn available(&self) -> Result<(), CounterError> {
-        if self.answered.vouches_at(now_ms()) {
-            return Ok(());
-        }
-        self.live_calls("all").await.map(|_| ())
+        redis::cmd("SCARD")
+            .arg(self.key(scope))
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| CounterError(e.to_string()))
     }
 
     async fn reconcile(&self, live: &[CallRecord]) -> Result<(), CounterError> {
@@ -212,34 +175,6 @@ mod tests {
             transcript_language: None,
             agent_config: serde_json::json!({}),
         }
-    }
-
-    #[test]
-    fn an_answer_vouches_for_redis_briefly_and_a_failure_at_once() {
-        let answered = RecentAnswer::default();
-        assert!(!answered.vouches_at(1_000), "nothing answered yet");
-        answered.record(&Ok::<(), ()>(()), 1_000);
-        assert!(answered.vouches_at(1_000));
-        assert!(answered.vouches_at(1_099));
-        assert!(!answered.vouches_at(1_100), "an old answer must be asked again");
-        assert!(!answered.vouches_at(999), "a clock stepped back must not extend it");
-        answered.record(&Err::<(), ()>(()), 1_050);
-        assert!(!answered.vouches_at(1_060), "a failure withdraws it at once");
-    }
-
-    /// Against the Redis of `TEST_REDIS_URL` (CI sets it): the counters are available while
-    /// Redis answers, through the vouching answer and through a round trip of their own.
-    #[tokio::test]
-    async fn redis_counters_are_available_while_redis_answers() {
-        let Ok(url) = std::env::var("TEST_REDIS_URL") else { return };
-        let prefix = format!("test_{}", crate::ids::random_lower_alphanumeric(8));
-        let counters = RedisCounters::connect(&url, &prefix).await.unwrap();
-        counters.available().await.unwrap();
-        counters.call_started(&call("a")).await.unwrap();
-        assert!(counters.answered.vouches_at(now_ms()));
-        counters.available().await.unwrap();
-        assert_eq!(counters.live_calls("all").await.unwrap(), 1);
-        counters.call_ended(&call("a")).await.unwrap();
     }
 
     #[tokio::test]

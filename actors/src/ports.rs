@@ -141,10 +141,6 @@ pub trait LiveCounters: Send + Sync + 'static {
     async fn call_ended(&self, call: &CallRecord) -> Result<(), CounterError>;
     /// Returns the number of live calls in a scope (`all`, `workspace:<id>`, `carrier:<name>`, …).
     async fn live_calls(&self, scope: &str) -> Result<u64, CounterError>;
-    /// Ok when the counters can be used now; a new call is refused while they cannot.
-    async fn available(&self) -> Result<(), CounterError> {
-        self.live_calls("all").await.map(|_| ())
-    }
     /// Replaces every count with exactly these live calls: the database's truth, after a crash or
     /// an outage of the counters' store.
     async fn reconcile(&self, live: &[CallRecord]) -> Result<(), CounterError>;

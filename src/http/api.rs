@@ -181,7 +181,7 @@ pub async fn click2call(
         return Err(ApiError::Unavailable("Server is shutting down, retry later".to_string()));
     }
     // Admission reads the live counters: with them unavailable no new call is taken.
-    if let Err(e) = app.counters.available().await {
+    if let Err(e) = app.counters.live_calls("all").await {
         warn!(error = %e, "live counters unavailable; refusing new calls");
         return Err(ApiError::Unavailable("Live-call counters unavailable, retry later".to_string()));
     }
