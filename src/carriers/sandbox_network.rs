@@ -153,7 +153,6 @@ static TONE: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
 
 /// Returns a short WAV (8 kHz mono PCM, half a second of tone) carrying a script chunk.
 pub fn wav(script: &serde_json::Value) -> Vec<u8> {
-    let rate = WAV_RATE;
     let samples: &[u8] = &TONE;
     let mut script_bytes = script.to_string().into_bytes();
     if script_bytes.len() % 2 == 1 {
@@ -167,8 +166,8 @@ pub fn wav(script: &serde_json::Value) -> Vec<u8> {
     out.extend_from_slice(&16u32.to_le_bytes());
     out.extend_from_slice(&1u16.to_le_bytes()); // PCM
     out.extend_from_slice(&1u16.to_le_bytes()); // mono
-    out.extend_from_slice(&rate.to_le_bytes());
-    out.extend_from_slice(&(rate * 2).to_le_bytes());
+    out.extend_from_slice(&WAV_RATE.to_le_bytes());
+    out.extend_from_slice(&(WAV_RATE * 2).to_le_bytes());
     out.extend_from_slice(&2u16.to_le_bytes());
     out.extend_from_slice(&16u16.to_le_bytes());
     out.extend_from_slice(SCRIPT_CHUNK);
