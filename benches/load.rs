@@ -675,7 +675,7 @@ fn main() {
         return;
     }
     let quick = std::env::var("LOAD_QUICK").is_ok();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = dialplane::runtime().unwrap();
     runtime.block_on(async {
         let client = reqwest::Client::builder().pool_max_idle_per_host(CONNECTIONS).build().unwrap();
         let (reference_base, stop_reference) = reference_server().await;

@@ -3,14 +3,26 @@
 //! Under load, glibc's malloc took about a fifth of the CPU in `malloc`/`free` and more again
 //! waiting on its arena locks, because much memory is freed on another thread than the one that
 //! made it (SQLite's worker thread, the group-commit writer). mimalloc raised click2call creation
-//! by about 60 % (BENCHMARKS.md). Two settings keep its memory use in line:
+//! by about 60 % (BENCHMARKS.md). Four measures keep its memory use in line:
 //! - transparent huge pages are off for the process (the `no_thp` feature): with them, each new
 //!   2 MiB region was zeroed whole on its first touch, which cost CPU and resident memory;
 //! - freed pages are purged at once instead of after mimalloc's default 1 s. The delayed purge
 //!   only runs when the allocator is next busy, so an idle server kept ~40 MiB it no longer used.
-//!   `MIMALLOC_PURGE_DELAY` in the environment still wins.
+//!   `MIMALLOC_PURGE_DELAY` in the environment still wins;
+//! - each tokio worker collects its own heap before it parks ([`collect_before_park`]). mimalloc
+//!   frees a page only when the thread that owns it next allocates or collects, and an idle
+//!   worker does neither: after 5,000 whole calls the two workers' heaps held ~39 MiB of pages
+//!   whose blocks were all free (BENCHMARKS.md, idle after load). mimalloc cannot collect
+//!   another thread's heap, so each worker must do it itself;
+//! - SQLite allocates through glibc's malloc, one arena per connection thread, and glibc keeps
+//!   what is freed inside an arena; a worker going idle trims the arenas at most every
+//!   [`TRIM_EVERY`] (~6 MiB after the same load).
 //!
 //! It lives in the library so the binary, the tests and the benchmarks all run on the same one.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -25,5 +37,91 @@ pub fn return_freed_memory_promptly() {
         // SAFETY: setting a mimalloc option is a plain store into mimalloc's option table, valid
         // at any time; 15 is `mi_option_purge_delay` in the vendored mimalloc.h (v2 and v3).
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+    }
+}
+
+/// How often at most a worker collects its heap as it parks. A worker parks many times a second
+/// under load, and collecting walks the worker's pages and purges what it frees: at most every
+/// 100 ms it was 2 % of creation's CPU (BENCHMARKS.md). The server's own timers (the delivery
+/// poll every 250 ms) wake a worker often enough that the last collection after a load comes
+/// within about this long.
+const COLLECT_EVERY: Duration = Duration::from_secs(1);
+
+/// How often at most glibc's arenas are trimmed, process-wide.
+const TRIM_EVERY: Duration = Duration::from_secs(10);
+
+/// When the arenas were last trimmed, in milliseconds since [`epoch`]; 0 for never.
+static LAST_TRIMMED_MS: AtomicU64 = AtomicU64::new(0);
+
+/// How many times a thread has collected its heap before parking, since the process started.
+static COLLECTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// How many times a thread has collected its heap before parking, since the process started.
+pub fn collections() -> u64 {
+    COLLECTIONS.load(Ordering::Relaxed)
+}
+
+/// Frees the pages of this thread's heap whose blocks are all free, and returns them to the OS
+/// (with the purge delay at 0), at most once per [`COLLECT_EVERY`] per thread. Tokio calls it
+/// on each worker before the worker parks ([`crate::runtime`]).
+pub fn collect_before_park() {
+    thread_local!(static LAST_COLLECTED: Cell<Option<Instant>> = const { Cell::new(None) });
+    let now = Instant::now();
+    LAST_COLLECTED.with(|last| {
+        if last.get().is_some_and(|at| now.duration_since(at) < COLLECT_EVERY) {
+            return;
+        }
+        last.set(Some(now));
+        COLLECTIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: `mi_collect` collects the calling thread's own heap; it may be called at any
+        // time on any thread.
+        unsafe { libmimalloc_sys::mi_collect(false) };
+    });
+    trim_glibc_arenas();
+}
+
+/// The instant the allocator's clocks count from.
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Returns the free memory inside glibc's arenas to the OS, at most once per [`TRIM_EVERY`]
+/// across all threads. Only glibc has `malloc_trim`; elsewhere this does nothing.
+fn trim_glibc_arenas() {
+    let now_ms = epoch().elapsed().as_millis() as u64 + 1;
+    let last = LAST_TRIMMED_MS.load(Ordering::Relaxed);
+    if last != 0 && now_ms.saturating_sub(last) < TRIM_EVERY.as_millis() as u64 {
+        return;
+    }
+    if LAST_TRIMMED_MS.compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+        return; // another worker is trimming
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` takes each arena's own lock; it may be called on any thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    /// The server's runtime has its workers collect their heaps when they go idle; without the
+    /// park hook nothing calls `collect_before_park` and the count stays put.
+    #[test]
+    fn the_servers_runtime_collects_each_idle_workers_heap() {
+        let before = super::collections();
+        let runtime = crate::runtime().unwrap();
+        runtime.block_on(async {
+            // Work on the workers, then leave them idle long enough to park.
+            let tasks: Vec<_> = (0..64).map(|i| tokio::spawn(async move { vec![i; 1024].len() })).collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        });
+        assert!(super::collections() > before, "no worker collected its heap before parking");
     }
 }

@@ -46,6 +46,12 @@ use crate::config::Config;
 use crate::signing::{RecordingUrlSigner, derive_key};
 use crate::store::call_store::SeaCallStore;
 
+/// Builds the multi-threaded runtime the server runs on: one worker per core, and each worker
+/// returns its heap's free pages to the OS before it parks ([`allocator::collect_before_park`]).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().on_thread_park(allocator::collect_before_park).build()
+}
+
 /// Everything request handlers share.
 pub struct App {
     pub config: Config,

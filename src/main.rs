@@ -2,12 +2,18 @@
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() {
+fn main() {
     dialplane::allocator::return_freed_memory_promptly();
     dialplane::telemetry::init_logging();
     let cli = dialplane::cli::Cli::parse();
-    if let Err(e) = dialplane::cli::main(cli).await {
+    let runtime = match dialplane::runtime() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(dialplane::cli::main(cli)) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
