@@ -319,6 +319,7 @@ pub async fn run(
         post,
     ));
     let delivery = tokio::spawn(worker.run(tasks_stopped.clone()));
+    let metrics_upkeep = tokio::spawn(telemetry::keep_metrics_up(app.metrics.clone(), tasks_stopped.clone()));
     let maintenance = tokio::spawn(maintain(app.clone(), tasks_stopped));
 
     // Shutdown: stop taking calls and fail readiness at once, let live calls finish (up to the
@@ -364,6 +365,7 @@ pub async fn run(
     let _ = stop_tasks.send(true);
     let _ = delivery.await;
     let _ = maintenance.await;
+    let _ = metrics_upkeep.await;
     db.close().await.ok();
     Ok(())
 }
