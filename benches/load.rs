@@ -631,7 +631,11 @@ async fn idle_after_load(client: &reqwest::Client, dir: &std::path::Path) {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let logged_in = process_rss_kib(child.id());
     let calls = 5_000;
-    send_range(client, &click2call(&base, &token, "919999999999", None), 0, calls).await;
+    // The load comes over its own connections, closed once it is done: an idle server has no
+    // clients left.
+    let load_client = reqwest::Client::builder().pool_max_idle_per_host(CONNECTIONS).build().unwrap();
+    send_range(&load_client, &click2call(&base, &token, "919999999999", None), 0, calls).await;
+    drop(load_client);
     let loaded = process_rss_kib(child.id());
     // The calls end within a few seconds at time scale 0; then the server has nothing to do.
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -663,6 +667,11 @@ async fn idle_after_load(client: &reqwest::Client, dir: &std::path::Path) {
             "[server]   {}",
             held.map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join(", ")
         );
+    }
+    if let Some(hold) = std::env::var("LOAD_IDLE_HOLD_SECS").ok().and_then(|s| s.parse().ok()) {
+        // Time to inspect the idle server by hand (gdb, /proc/<pid>/smaps) before it is stopped.
+        println!("[server]   holding pid {} for {hold} s", child.id());
+        tokio::time::sleep(Duration::from_secs(hold)).await;
     }
     let _ = child.kill();
     let _ = child.wait();
