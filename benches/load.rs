@@ -80,6 +80,8 @@ async fn login(client: &reqwest::Client, base: &str) -> String {
 struct Report {
     requests: usize,
     errors: usize,
+    /// What the errors were, where counted: an HTTP status, or what failed on the way.
+    failures: std::collections::BTreeMap<String, usize>,
     elapsed: Duration,
     latencies_us: Vec<u64>,
     /// CPU time the process used meanwhile.
@@ -109,7 +111,25 @@ impl Report {
             self.percentile_ms(0.99),
             self.errors,
             self.cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
-        )
+        ) + &self.failure_kinds()
+    }
+    fn failure_kinds(&self) -> String {
+        if self.failures.is_empty() {
+            return String::new();
+        }
+        let kinds: Vec<String> = self.failures.iter().map(|(kind, n)| format!("{kind}: {n}")).collect();
+        format!(" (errors: {})", kinds.join(", "))
+    }
+}
+
+/// Names what went wrong with a request that did not succeed.
+fn failure_kind(result: &Result<reqwest::Response, reqwest::Error>) -> String {
+    match result {
+        Ok(response) => format!("HTTP {}", response.status().as_u16()),
+        Err(e) if e.is_timeout() => "timed out".to_string(),
+        Err(e) if e.is_connect() => "could not connect".to_string(),
+        Err(e) if e.is_request() => "connection failed mid-request".to_string(),
+        Err(_) => "other transport error".to_string(),
     }
 }
 
@@ -140,8 +160,14 @@ async fn saturate(client: &reqwest::Client, make: MakeRequest, duration: Duratio
             (latencies, errors)
         }));
     }
-    let mut report =
-        Report { requests: 0, errors: 0, elapsed: Duration::ZERO, latencies_us: Vec::new(), cpu: Duration::ZERO };
+    let mut report = Report {
+        requests: 0,
+        errors: 0,
+        failures: Default::default(),
+        elapsed: Duration::ZERO,
+        latencies_us: Vec::new(),
+        cpu: Duration::ZERO,
+    };
     for worker in workers {
         let (latencies, errors) = worker.await.unwrap();
         report.requests += latencies.len();
@@ -168,21 +194,30 @@ async fn fixed_rate(client: &reqwest::Client, make: MakeRequest, rate: u64, dura
             match request.send().await {
                 Ok(r) if r.status().is_success() => {
                     let _ = r.bytes().await;
-                    Some(sent.elapsed().as_micros() as u64)
+                    Ok(sent.elapsed().as_micros() as u64)
                 }
-                _ => None,
+                failed => Err(failure_kind(&failed)),
             }
         }));
     }
-    let mut report =
-        Report { requests: 0, errors: 0, elapsed: Duration::ZERO, latencies_us: Vec::new(), cpu: Duration::ZERO };
+    let mut report = Report {
+        requests: 0,
+        errors: 0,
+        failures: Default::default(),
+        elapsed: Duration::ZERO,
+        latencies_us: Vec::new(),
+        cpu: Duration::ZERO,
+    };
     for handle in handles {
         match handle.await.unwrap() {
-            Some(latency) => {
+            Ok(latency) => {
                 report.requests += 1;
                 report.latencies_us.push(latency);
             }
-            None => report.errors += 1,
+            Err(kind) => {
+                report.errors += 1;
+                *report.failures.entry(kind).or_default() += 1;
+            }
         }
     }
     report.elapsed = started.elapsed();
