@@ -21,9 +21,6 @@ use sea_orm::{
 
 use entities::setting;
 
-/// SQLite's `cache_size` per connection: negative means KiB, so 512 KiB of pages.
-const SQLITE_CACHE_SIZE: &str = "-512";
-
 /// Opens the database at `url` and brings its schema up to date.
 pub async fn connect(url: &str, acquire_timeout: Duration) -> anyhow::Result<DatabaseConnection> {
     let db = open_with(url, acquire_timeout).await?;
@@ -51,10 +48,7 @@ pub async fn open_with(url: &str, acquire_timeout: Duration) -> anyhow::Result<D
         // the process; group commit pays that sync once per batch. Temporary files stay in
         // memory: a writer batch is one multi-row statement, whose statement journal (its undo
         // log, should it fail halfway) outgrew SQLite's 64 KiB and went to a new file on disk
-        // for every batch, about 5 % of creation's CPU (BENCHMARKS.md). Each connection caches
-        // at most 512 KiB of pages instead of SQLite's 2 MiB: eight connections at 2 MiB, kept
-        // full by the periodic reads, were half of what the idle server held after a load
-        // (BENCHMARKS.md, idle after load); a page missed is read from the OS's page cache.
+        // for every batch, about 5 % of creation's CPU (BENCHMARKS.md).
         options
             .max_connections(8)
             .min_connections(1)
@@ -64,7 +58,6 @@ pub async fn open_with(url: &str, acquire_timeout: Duration) -> anyhow::Result<D
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
                     .pragma("temp_store", "MEMORY")
-                    .pragma("cache_size", SQLITE_CACHE_SIZE)
             })
             .map_sqlx_sqlite_pool_opts(|pool| {
                 pool.after_connect(|connection, _| Box::pin(async move { keep_query_plans(connection).await }))
@@ -165,10 +158,10 @@ mod tests {
         assert_eq!(pragma("synchronous").await.try_get_by_index::<i32>(0).unwrap(), 2, "FULL");
     }
 
-    /// A statement journal never becomes a file: temporary storage is memory (2), and the page
-    /// cache is capped at 512 KiB, on every pooled connection.
+    /// A statement journal never becomes a file: temporary storage is memory (2), on every
+    /// pooled connection.
     #[tokio::test]
-    async fn sqlite_keeps_temporary_files_in_memory_and_a_small_page_cache() {
+    async fn sqlite_keeps_temporary_files_in_memory() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("temp.db").display());
         let db = open(&url).await.unwrap();
@@ -179,9 +172,6 @@ mod tests {
             let (store,): (i32,) =
                 sea_orm::sqlx::query_as("PRAGMA temp_store").fetch_one(&mut *connection).await.unwrap();
             assert_eq!(store, 2, "MEMORY");
-            let (cache,): (i32,) =
-                sea_orm::sqlx::query_as("PRAGMA cache_size").fetch_one(&mut *connection).await.unwrap();
-            assert_eq!(cache, -512, "512 KiB of pages per connection");
             held.push(connection);
         }
     }
