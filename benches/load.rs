@@ -77,6 +77,7 @@ async fn login(client: &reqwest::Client, base: &str) -> String {
     login["data"]["access_token"].as_str().unwrap().to_string()
 }
 
+#[derive(Default)]
 struct Report {
     requests: usize,
     errors: usize,
@@ -160,14 +161,7 @@ async fn saturate(client: &reqwest::Client, make: MakeRequest, duration: Duratio
             (latencies, errors)
         }));
     }
-    let mut report = Report {
-        requests: 0,
-        errors: 0,
-        failures: Default::default(),
-        elapsed: Duration::ZERO,
-        latencies_us: Vec::new(),
-        cpu: Duration::ZERO,
-    };
+    let mut report = Report::default();
     for worker in workers {
         let (latencies, errors) = worker.await.unwrap();
         report.requests += latencies.len();
@@ -200,14 +194,7 @@ async fn fixed_rate(client: &reqwest::Client, make: MakeRequest, rate: u64, dura
             }
         }));
     }
-    let mut report = Report {
-        requests: 0,
-        errors: 0,
-        failures: Default::default(),
-        elapsed: Duration::ZERO,
-        latencies_us: Vec::new(),
-        cpu: Duration::ZERO,
-    };
+    let mut report = Report::default();
     for handle in handles {
         match handle.await.unwrap() {
             Ok(latency) => {

@@ -21,6 +21,7 @@
 //! It lives in the library so the binary, the tests and the benchmarks all run on the same one.
 
 use std::cell::Cell;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -50,8 +51,8 @@ const COLLECT_EVERY: Duration = Duration::from_secs(1);
 /// How often at most glibc's arenas are trimmed, process-wide.
 const TRIM_EVERY: Duration = Duration::from_secs(10);
 
-/// When the arenas were last trimmed, in milliseconds since [`epoch`]; 0 for never.
-static LAST_TRIMMED_MS: AtomicU64 = AtomicU64::new(0);
+/// When the arenas were last trimmed; the worker holding the lock is trimming them.
+static LAST_TRIMMED: Mutex<Option<Instant>> = Mutex::new(None);
 
 /// How many times a thread has collected its heap before parking, since the process started.
 static COLLECTIONS: AtomicU64 = AtomicU64::new(0);
@@ -80,23 +81,15 @@ pub fn collect_before_park() {
     trim_glibc_arenas();
 }
 
-/// The instant the allocator's clocks count from.
-fn epoch() -> Instant {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
 /// Returns the free memory inside glibc's arenas to the OS, at most once per [`TRIM_EVERY`]
 /// across all threads. Only glibc has `malloc_trim`; elsewhere this does nothing.
 fn trim_glibc_arenas() {
-    let now_ms = epoch().elapsed().as_millis() as u64 + 1;
-    let last = LAST_TRIMMED_MS.load(Ordering::Relaxed);
-    if last != 0 && now_ms.saturating_sub(last) < TRIM_EVERY.as_millis() as u64 {
+    // Another worker holding the lock is trimming already.
+    let Ok(mut last) = LAST_TRIMMED.try_lock() else { return };
+    if last.is_some_and(|at| at.elapsed() < TRIM_EVERY) {
         return;
     }
-    if LAST_TRIMMED_MS.compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed).is_err() {
-        return; // another worker is trimming
-    }
+    *last = Some(Instant::now());
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `malloc_trim` takes each arena's own lock; it may be called on any thread.
     unsafe {

@@ -71,7 +71,7 @@ pub fn metrics_upkeeps() -> u64 {
 /// Runs the recorder's upkeep every [`METRICS_UPKEEP_EVERY`] until `stopped` changes. The
 /// recorder keeps every histogram sample until an upkeep or a scrape of `/metrics` folds it into
 /// the buckets, and the recorder built by [`metrics_handle`] has no upkeep task of its own: a
-/// server nobody scraped kept about 8 bytes per request (three samples per callback) for ever.
+/// server nobody scraped kept 8 bytes per sample, at least one per request served, for ever.
 pub async fn keep_metrics_up(handle: PrometheusHandle, mut stopped: watch::Receiver<bool>) {
     let mut interval = tokio::time::interval(METRICS_UPKEEP_EVERY);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
