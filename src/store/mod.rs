@@ -158,6 +158,42 @@ mod tests {
         assert_eq!(pragma("synchronous").await.try_get_by_index::<i32>(0).unwrap(), 2, "FULL");
     }
 
+    /// The queries the server runs on a timer, loaded or idle, find their rows through an index
+    /// and never read a whole table: the live counters' rebuild, every 30 s, read every call
+    /// ever made, and on an idle server filled each pooled connection's page cache in turn.
+    #[tokio::test]
+    async fn the_periodic_queries_read_an_index_not_a_whole_table() {
+        use sea_orm::QueryTrait;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("plans.db").display());
+        let db = connect(&url, Duration::from_secs(5)).await.unwrap();
+        let statements = [
+            ("counted_live", calls::counted_live_query().build(DbBackend::Sqlite)),
+            ("outbox::pending", outbox::pending_query(1000).build(DbBackend::Sqlite)),
+            (
+                "forget_idempotency_keys",
+                calls::forget_idempotency_keys_query(chrono::Utc::now()).build(DbBackend::Sqlite),
+            ),
+        ];
+        for (name, statement) in statements {
+            let values = statement.values.map(|values| values.0).unwrap_or_default();
+            let explain = Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                format!("EXPLAIN QUERY PLAN {}", statement.sql),
+                values,
+            );
+            let plan: Vec<String> = db
+                .query_all_raw(explain)
+                .await
+                .unwrap()
+                .iter()
+                .map(|step| step.try_get::<String>("", "detail").unwrap())
+                .collect();
+            assert!(plan.iter().any(|step| step.contains("USING")), "{name} uses no index: {plan:?}");
+            assert!(plan.iter().all(|step| !step.starts_with("SCAN")), "{name} reads a whole table: {plan:?}");
+        }
+    }
+
     /// A statement journal never becomes a file: temporary storage is memory (2), on every
     /// pooled connection.
     #[tokio::test]

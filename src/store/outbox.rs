@@ -10,13 +10,16 @@ use super::entities::outbox;
 /// Returns up to `limit` pending callback deliveries, oldest first (due or not: ordering per call needs to
 /// see the ones waiting for a retry too).
 pub async fn pending(db: &impl ConnectionTrait, limit: u64) -> Result<Vec<outbox::Model>, DbErr> {
+    pending_query(limit).all(db).await
+}
+
+/// The query of [`pending`], which the delivery worker runs at least every 250 ms.
+pub(crate) fn pending_query(limit: u64) -> sea_orm::Select<outbox::Entity> {
     outbox::Entity::find()
         .filter(outbox::Column::Status.eq("pending"))
         .filter(outbox::Column::SubscriptionId.is_null())
         .order_by_asc(outbox::Column::Id)
         .limit(limit)
-        .all(db)
-        .await
 }
 
 /// The result of one delivery attempt.
