@@ -27,8 +27,9 @@ pub struct CallRegistry {
 
 /// Removes `key` from `map` and, once the map is at most a quarter full, gives back most of its
 /// table. A hash table keeps the capacity of its busiest moment: after 100,000 live calls the
-/// registry's would hold about 9 MiB with no call in it. Each shrink rehashes what is left, at
-/// least three times fewer entries than the removals since the table last grew or shrank.
+/// registry's would hold about 9 MiB with no call in it. Each shrink rehashes what is left, no
+/// more entries than were removed since the table last grew or shrank, so a removal stays O(1)
+/// amortised.
 fn remove_and_shrink<V>(map: &mut HashMap<String, V>, key: &str) -> Option<V> {
     let removed = map.remove(key);
     if map.capacity() > 64 && map.len() * 4 <= map.capacity() {
