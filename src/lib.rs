@@ -162,6 +162,7 @@ pub async fn run(
     };
 
     let db = store::connect(&config.database_url, config.db_acquire_timeout).await?;
+    let timers_db = store::open_for_timers(&db, &config.database_url, config.db_acquire_timeout).await?;
     let master = master_secret(&db, &config).await?;
     bootstrap_admin(&db, &config).await?;
 
@@ -257,7 +258,7 @@ pub async fn run(
 
     // The live counters are rebuilt before any call actor runs: a rebuild that raced a resumed
     // call's end could put the ended call back in the counters (until the next rebuild).
-    reconcile_counters(&app).await;
+    reconcile_counters(&app, &db).await;
     // Calls a previous run left unfinished get their actors back.
     let unfinished = store::calls::unfinished(&db).await?;
     if !unfinished.is_empty() {
@@ -312,7 +313,7 @@ pub async fn run(
         )
         .await?;
     let worker = Arc::new(delivery::DeliveryWorker::new(
-        db.clone(),
+        timers_db.clone(),
         app.writer.clone(),
         outbox_ready,
         config.delivery_policy(),
@@ -320,7 +321,7 @@ pub async fn run(
     ));
     let delivery = tokio::spawn(worker.run(tasks_stopped.clone()));
     let metrics_upkeep = tokio::spawn(telemetry::keep_metrics_up(app.metrics.clone(), tasks_stopped.clone()));
-    let maintenance = tokio::spawn(maintain(app.clone(), tasks_stopped));
+    let maintenance = tokio::spawn(maintain(app.clone(), timers_db.clone(), tasks_stopped));
 
     // Shutdown: stop taking calls and fail readiness at once, let live calls finish (up to the
     // drain timeout), then stop serving. Carrier callbacks are served until the very end.
@@ -366,13 +367,14 @@ pub async fn run(
     let _ = delivery.await;
     let _ = maintenance.await;
     let _ = metrics_upkeep.await;
+    timers_db.close().await.ok();
     db.close().await.ok();
     Ok(())
 }
 
 /// Rebuilds the live counters from the calls the database has live.
-async fn reconcile_counters(app: &App) {
-    match store::calls::counted_live(&app.db).await {
+async fn reconcile_counters(app: &App, db: &DatabaseConnection) {
+    match store::calls::counted_live(db).await {
         Ok(rows) => {
             let live: Vec<_> =
                 rows.iter().filter_map(|row| store::calls::record_of(row).ok().map(|(record, _)| record)).collect();
@@ -387,8 +389,9 @@ async fn reconcile_counters(app: &App) {
 /// Periodic upkeep: rebuilds the live counters from the database every
 /// `counter_reconcile_interval` (at start, `run` rebuilt them before resuming calls), so they
 /// recover from crashes and counter-store outages; reloads the webhook subscriptions and carrier
-/// accounts, and forgets Idempotency-Keys older than 48 hours.
-async fn maintain(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
+/// accounts, and forgets Idempotency-Keys older than 48 hours. It reads and deletes through
+/// `db`, the timers' connection ([`store::open_for_timers`]).
+async fn maintain(app: Arc<App>, db: DatabaseConnection, mut stopped: watch::Receiver<bool>) {
     let mut interval = tokio::time::interval(app.config.counter_reconcile_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick comes at once, while resumed calls may be ending: the counters were just
@@ -400,10 +403,10 @@ async fn maintain(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
             _ = stopped.changed() => return,
         }
         if !std::mem::take(&mut counters_fresh) {
-            reconcile_counters(&app).await;
+            reconcile_counters(&app, &db).await;
         }
         // Subscriptions changed by other nodes.
-        match app.webhooks.directory.reload(&app.db).await {
+        match app.webhooks.directory.reload(&db).await {
             Ok(()) => {
                 for id in app.webhooks.directory.enabled_ids() {
                     app.webhooks.ensure(&id);
@@ -412,11 +415,11 @@ async fn maintain(app: Arc<App>, mut stopped: watch::Receiver<bool>) {
             Err(e) => warn!(error = %e, "webhook subscriptions could not be reloaded"),
         }
         // Carrier accounts and numbers changed by other nodes.
-        if let Err(e) = app.carriers.reload(&app.db).await {
+        if let Err(e) = app.carriers.reload(&db).await {
             warn!(error = %e, "carrier accounts could not be reloaded");
         }
         let horizon = chrono::Utc::now() - chrono::Duration::hours(48);
-        if let Err(e) = store::calls::forget_idempotency_keys(&app.db, horizon).await {
+        if let Err(e) = store::calls::forget_idempotency_keys(&db, horizon).await {
             warn!(error = %e, "old idempotency keys could not be deleted");
         }
     }

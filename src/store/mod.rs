@@ -35,6 +35,37 @@ pub async fn open(url: &str) -> anyhow::Result<DatabaseConnection> {
 
 /// Opens the database at `url`; requests wait at most `acquire_timeout` for a connection.
 pub async fn open_with(url: &str, acquire_timeout: Duration) -> anyhow::Result<DatabaseConnection> {
+    open_pool(url, acquire_timeout, Pool::Main).await
+}
+
+/// Returns the connection the server's timers read through: the delivery poll (every 250 ms)
+/// and the upkeep (every 30 s), which run whether or not anyone uses the server. On SQLite it is
+/// a pool of its own with one connection, beside `db`, whose connections then close once idle
+/// for [`SQLITE_IDLE_TIMEOUT`]: sqlx hands out the connection idle longest, so a poll every
+/// 250 ms on the main pool kept every connection in use and none ever reached its idle timeout.
+/// On PostgreSQL the timers share `db`.
+pub async fn open_for_timers(
+    db: &DatabaseConnection,
+    url: &str,
+    acquire_timeout: Duration,
+) -> anyhow::Result<DatabaseConnection> {
+    if url.starts_with("sqlite:") { open_pool(url, acquire_timeout, Pool::Timers).await } else { Ok(db.clone()) }
+}
+
+/// How long a connection of the main SQLite pool stays open unused. Each one is a thread, a
+/// glibc arena, a statement cache and a page cache: an idle server closes them.
+pub const SQLITE_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which of the server's pools to open.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pool {
+    /// Requests, call actors and the writer.
+    Main,
+    /// The timers' single SQLite connection ([`open_for_timers`]).
+    Timers,
+}
+
+async fn open_pool(url: &str, acquire_timeout: Duration, pool: Pool) -> anyhow::Result<DatabaseConnection> {
     let mut options = ConnectOptions::new(url.to_string());
     options.sqlx_logging(false).acquire_timeout(acquire_timeout).connect_timeout(acquire_timeout);
     // A connection is pinged before use only once it has sat idle a while (a server or a firewall
@@ -49,9 +80,14 @@ pub async fn open_with(url: &str, acquire_timeout: Duration) -> anyhow::Result<D
         // memory: a writer batch is one multi-row statement, whose statement journal (its undo
         // log, should it fail halfway) outgrew SQLite's 64 KiB and went to a new file on disk
         // for every batch, about 5 % of creation's CPU (BENCHMARKS.md).
+        match pool {
+            Pool::Main => options
+                .max_connections(sqlite_connections(std::thread::available_parallelism().map_or(1, |n| n.get())))
+                .min_connections(0)
+                .idle_timeout(SQLITE_IDLE_TIMEOUT),
+            Pool::Timers => options.max_connections(1).min_connections(1),
+        };
         options
-            .max_connections(sqlite_connections(std::thread::available_parallelism().map_or(1, |n| n.get())))
-            .min_connections(1)
             .map_sqlx_sqlite_opts(|opts| {
                 opts.journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Full)
@@ -213,6 +249,30 @@ mod tests {
         let db = open(&url).await.unwrap();
         let cores = std::thread::available_parallelism().unwrap().get();
         assert_eq!(db.get_sqlite_connection_pool().options().get_max_connections(), sqlite_connections(cores));
+    }
+
+    /// The main SQLite pool lets its connections close once idle, down to none, while the
+    /// server's timers read through one connection of their own, so their polls keep no main
+    /// connection open.
+    #[tokio::test]
+    async fn idle_sqlite_connections_close_while_the_timers_keep_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("idle.db").display());
+        let db = connect(&url, Duration::from_secs(5)).await.unwrap();
+        let main = db.get_sqlite_connection_pool();
+        assert_eq!(main.options().get_min_connections(), 0);
+        assert_eq!(main.options().get_idle_timeout(), Some(SQLITE_IDLE_TIMEOUT));
+        let timers = open_for_timers(&db, &url, Duration::from_secs(1)).await.unwrap();
+        // Every main connection is taken, and the timers still read, through their own.
+        let mut held = Vec::new();
+        for _ in 0..main.options().get_max_connections() {
+            held.push(main.acquire().await.unwrap());
+        }
+        for _ in 0..20 {
+            calls::counted_live(&timers).await.expect("the timers read beside a busy main pool");
+            outbox::pending(&timers, 1000).await.expect("the timers read beside a busy main pool");
+        }
+        assert_eq!(timers.get_sqlite_connection_pool().size(), 1);
     }
 
     /// A statement journal never becomes a file: temporary storage is memory (2), on every
