@@ -49,7 +49,10 @@ pub async fn open_for_timers(
     url: &str,
     acquire_timeout: Duration,
 ) -> anyhow::Result<DatabaseConnection> {
-    if url.starts_with("sqlite:") { open_pool(url, acquire_timeout, Pool::Timers).await } else { Ok(db.clone()) }
+    match db.get_database_backend() {
+        sea_orm::DbBackend::Sqlite => open_pool(url, acquire_timeout, Pool::Timers).await,
+        _ => Ok(db.clone()),
+    }
 }
 
 /// How long a connection of the main SQLite pool stays open unused. Each one is a thread, a
@@ -57,7 +60,7 @@ pub async fn open_for_timers(
 pub const SQLITE_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Which of the server's pools to open.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 enum Pool {
     /// Requests, call actors and the writer.
     Main,
