@@ -19,6 +19,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::future::BoxFuture;
 use serde_json::json;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
@@ -37,25 +38,41 @@ const BULK_BODY_BYTES: u64 = 8 * 1024 * 1024;
 const IMPORT_BODY_BYTES: u64 = 512 * 1024 * 1024;
 
 /// Runs a handler, turns its error into a response, and records the request's metrics.
-async fn timed<Fut>(route: &'static str, method: &'static str, handler: Fut) -> Response
+///
+/// The handler's future is boxed here, once its route has matched. Unboxed, it would sit inline
+/// in its route's filter future, which warp builds (and [`BoxedFilter`] moves onto the heap) for
+/// every route a request is tried against before one matches: several KiB copied per route, per
+/// request (BENCHMARKS.md, 2026-11-27 run).
+fn timed<Fut>(route: &'static str, method: &'static str, handler: Fut) -> BoxFuture<'static, Response>
 where
-    Fut: Future<Output = Result<Response, ApiError>>,
+    Fut: Future<Output = Result<Response, ApiError>> + Send + 'static,
 {
-    let started = Instant::now();
-    let response = handler.await.unwrap_or_else(ApiError::into_response);
-    telemetry::http_request(route, method, response.status().as_u16(), started.elapsed().as_secs_f64());
-    response
+    respond(route, method, handler, ApiError::into_response)
 }
 
 /// [`timed`] for the `/v1` surface, whose errors carry a `code` (seed 003).
-async fn timed_v1<Fut>(route: &'static str, method: &'static str, handler: Fut) -> Response
+fn timed_v1<Fut>(route: &'static str, method: &'static str, handler: Fut) -> BoxFuture<'static, Response>
 where
-    Fut: Future<Output = Result<Response, ApiError>>,
+    Fut: Future<Output = Result<Response, ApiError>> + Send + 'static,
 {
-    let started = Instant::now();
-    let response = handler.await.unwrap_or_else(ApiError::into_v1_response);
-    telemetry::http_request(route, method, response.status().as_u16(), started.elapsed().as_secs_f64());
-    response
+    respond(route, method, handler, ApiError::into_v1_response)
+}
+
+fn respond<Fut>(
+    route: &'static str,
+    method: &'static str,
+    handler: Fut,
+    on_error: fn(ApiError) -> Response,
+) -> BoxFuture<'static, Response>
+where
+    Fut: Future<Output = Result<Response, ApiError>> + Send + 'static,
+{
+    Box::pin(async move {
+        let started = Instant::now();
+        let response = handler.await.unwrap_or_else(on_error);
+        telemetry::http_request(route, method, response.status().as_u16(), started.elapsed().as_secs_f64());
+        response
+    })
 }
 
 /// Combines routes, boxing at every step so the filter types stay flat.
