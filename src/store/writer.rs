@@ -1,12 +1,17 @@
-//! The group-commit writer: one task owns the hot writes (call creation, call transitions with their
+//! The group-commit writer: it owns the hot writes (call creation, call transitions with their
 //! events and outbox rows, carrier-callback log rows, recordings and transcripts, webhook and
-//! `callback_url` delivery attempts). On SQLite it is then the only writer on the hot path: a second
-//! one would make each wait for the other's lock in SQLite's busy handler, which sleeps 1 to 100 ms
-//! a turn. It takes every write that queued up while the
-//! previous batch ran, applies them in one transaction, commits once, and only then answers each
-//! caller. A 200 still means the write is on disk. What many writes do alike goes in one statement
+//! `callback_url` delivery attempts). It takes every write that queued up while the previous
+//! batch ran, applies them in one transaction, commits once, and only then answers each caller.
+//! A 200 still means the write is on disk. What many writes do alike goes in one statement
 //! ([`super::bulk`]). When a write of the batch fails, the batch is run again with each write in
 //! its own savepoint, so only the failing write fails.
+//!
+//! On SQLite one task does it all: it is then the only writer on the hot path, and a second one
+//! would make each wait for the other's lock in SQLite's busy handler, which sleeps 1 to 100 ms a
+//! turn. On PostgreSQL a batch spends most of its time waiting on round trips, so
+//! [`POSTGRES_WRITERS`] tasks write side by side, each owning the writes of its share of the rows
+//! ([`WriteOp::row_key`]): the writes of one call, one sandbox call or one webhook subscription
+//! always go to the same task, so they stay in the order they were made.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,6 +42,9 @@ use crate::webhooks::store::{self as webhook_store, WakeSender};
 /// Most writes one transaction takes.
 const MAX_BATCH: usize = 256;
 
+/// How many writer tasks write side by side on PostgreSQL (one on SQLite).
+pub const POSTGRES_WRITERS: usize = 2;
+
 /// A write the writer performs.
 pub enum WriteOp {
     /// A new call, with its Idempotency-Key.
@@ -59,6 +67,48 @@ pub enum WriteOp {
     CallbackAttempt { id: i32, attempts: i32, result: AttemptResult },
 }
 
+/// The row (or group of rows) a write belongs to: writes with the same key go to the same writer
+/// task, in the order they were made.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub enum RowKey<'a> {
+    /// A call: its row, event log, recording, transcript and the outbox rows its transitions add.
+    Call(&'a str),
+    /// A sandbox carrier call's own row.
+    SandboxCall(&'a str),
+    /// A webhook message's outbox row and its attempt log, by subscription.
+    Subscription(&'a str),
+    /// A `callback_url` message's outbox row.
+    Callback(i32),
+}
+
+impl WriteOp {
+    /// Which rows the write belongs to, for [`Writer`] to keep their writes in order.
+    pub fn row_key(&self) -> RowKey<'_> {
+        match self {
+            WriteOp::InsertCall { row, .. } => RowKey::Call(&row.id),
+            WriteOp::Commit { record, .. } => RowKey::Call(&record.id),
+            WriteOp::LogEvent { event } => RowKey::Call(&event.call_id),
+            WriteOp::SaveRecording(row) => RowKey::Call(&row.call_id),
+            WriteOp::SaveTranscript(row) => RowKey::Call(&row.call_id),
+            WriteOp::SandboxCall(row) => RowKey::SandboxCall(&row.sid),
+            WriteOp::SandboxProgress { sid, .. } => RowKey::SandboxCall(sid),
+            WriteOp::RecordAttempt(record) => RowKey::Subscription(&record.log.subscription_id),
+            WriteOp::CallbackAttempt { id, .. } => RowKey::Callback(*id),
+        }
+    }
+}
+
+/// Which of `writers` tasks takes the writes of `key`.
+fn writer_of(key: &RowKey<'_>, writers: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    if writers <= 1 {
+        return 0;
+    }
+    let mut hasher = std::hash::DefaultHasher::new();
+    key.hash(&mut hasher);
+    (hasher.finish() % writers as u64) as usize
+}
+
 /// What a write came to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum WriteOutcome {
@@ -71,10 +121,11 @@ struct Job {
     reply: oneshot::Sender<Result<WriteOutcome, DbErr>>,
 }
 
-/// A handle to the writer task.
+/// A handle to the writer tasks.
 #[derive(Clone)]
 pub struct Writer {
-    jobs: mpsc::Sender<Job>,
+    /// One queue per task.
+    queues: Arc<[mpsc::Sender<Job>]>,
 }
 
 /// What the writer needs besides the connection.
@@ -91,22 +142,38 @@ pub struct WriterContext {
 }
 
 impl Writer {
-    /// Starts the writer task.
+    /// Starts the writer tasks: [`POSTGRES_WRITERS`] on PostgreSQL, one on SQLite.
     pub fn start(context: WriterContext) -> Writer {
-        let (jobs, queue) = mpsc::channel(8192);
-        tokio::spawn(run(context, queue));
-        Writer { jobs }
+        let writers = match context.db.get_database_backend() {
+            sea_orm::DbBackend::Postgres => POSTGRES_WRITERS,
+            _ => 1,
+        };
+        let context = Arc::new(context);
+        let queues = (0..writers)
+            .map(|_| {
+                let (jobs, queue) = mpsc::channel(8192);
+                tokio::spawn(run(context.clone(), queue));
+                jobs
+            })
+            .collect();
+        Writer { queues }
+    }
+
+    /// How many tasks write side by side.
+    pub fn writers(&self) -> usize {
+        self.queues.len()
     }
 
     /// Performs a write; returns once it is committed.
     pub async fn write(&self, op: WriteOp) -> Result<WriteOutcome, DbErr> {
         let (reply, answer) = oneshot::channel();
-        self.jobs.send(Job { op, reply }).await.map_err(|_| DbErr::Custom("the writer has stopped".to_string()))?;
+        let queue = &self.queues[writer_of(&op.row_key(), self.queues.len())];
+        queue.send(Job { op, reply }).await.map_err(|_| DbErr::Custom("the writer has stopped".to_string()))?;
         answer.await.map_err(|_| DbErr::Custom("the writer dropped a write".to_string()))?
     }
 }
 
-async fn run(context: WriterContext, mut queue: mpsc::Receiver<Job>) {
+async fn run(context: Arc<WriterContext>, mut queue: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         // A fresh batch of full capacity: growing one from empty cost a realloc per doubling.
@@ -541,6 +608,47 @@ mod tests {
                 created_at: Utc::now(),
             },
         }
+    }
+
+    /// Every write of one call, and of one sandbox call, goes to the same writer task; the
+    /// calls themselves spread over every task.
+    #[test]
+    fn the_writes_of_one_row_go_to_one_writer() {
+        let mut used = std::collections::HashSet::new();
+        for n in 0..64 {
+            let id = format!("call_{n}");
+            let state = CallState::new(dialplane_actors::CallType::ClickToCall, false, Utc::now());
+            let (log, commit) = (log_write(&id), WriteOp::Commit { record: record(&id), state, published: Vec::new() });
+            assert_eq!(log.row_key(), RowKey::Call(&id));
+            assert_eq!(commit.row_key(), RowKey::Call(&id));
+            let writer = writer_of(&log.row_key(), POSTGRES_WRITERS);
+            assert_eq!(writer_of(&commit.row_key(), POSTGRES_WRITERS), writer);
+            used.insert(writer);
+            let progress = WriteOp::SandboxProgress { sid: format!("SB{n}"), acked_sequence: 1, finished: false };
+            assert_eq!(progress.row_key(), RowKey::SandboxCall(&format!("SB{n}")));
+            assert_eq!(writer_of(&log.row_key(), 1), 0);
+        }
+        assert_eq!(used.len(), POSTGRES_WRITERS, "the calls spread over every writer");
+    }
+
+    /// SQLite gets one writer task (a second would wait on the first's lock), PostgreSQL
+    /// [`POSTGRES_WRITERS`] (checked when `TEST_DATABASE_URL` names one, as in CI).
+    #[tokio::test]
+    async fn postgres_gets_writers_side_by_side_and_sqlite_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_db, context) = writer_on_sqlite(&dir).await;
+        assert_eq!(Writer::start(context).writers(), 1);
+        let Some(url) = std::env::var("TEST_DATABASE_URL").ok().filter(|u| u.starts_with("postgres")) else { return };
+        let db = sea_orm::Database::connect(url.as_str()).await.unwrap();
+        let (wake, _woken) = mpsc::unbounded_channel();
+        let context = WriterContext {
+            db,
+            signer: RecordingUrlSigner::new(vec![1; 32], "http://localhost"),
+            outbox_ready: Arc::new(Notify::new()),
+            subscriptions: Arc::new(SubscriptionDirectory::default()),
+            wake_subscriptions: wake,
+        };
+        assert_eq!(Writer::start(context).writers(), POSTGRES_WRITERS);
     }
 
     fn job(op: WriteOp) -> (Job, oneshot::Receiver<Result<WriteOutcome, DbErr>>) {
