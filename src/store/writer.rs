@@ -640,15 +640,7 @@ mod tests {
         assert_eq!(Writer::start(context).writers(), 1);
         let Some(url) = std::env::var("TEST_DATABASE_URL").ok().filter(|u| u.starts_with("postgres")) else { return };
         let db = sea_orm::Database::connect(url.as_str()).await.unwrap();
-        let (wake, _woken) = mpsc::unbounded_channel();
-        let context = WriterContext {
-            db,
-            signer: RecordingUrlSigner::new(vec![1; 32], "http://localhost"),
-            outbox_ready: Arc::new(Notify::new()),
-            subscriptions: Arc::new(SubscriptionDirectory::default()),
-            wake_subscriptions: wake,
-        };
-        assert_eq!(Writer::start(context).writers(), POSTGRES_WRITERS);
+        assert_eq!(Writer::start(context_on(db)).writers(), POSTGRES_WRITERS);
     }
 
     fn job(op: WriteOp) -> (Job, oneshot::Receiver<Result<WriteOutcome, DbErr>>) {
@@ -659,15 +651,19 @@ mod tests {
     async fn writer_on_sqlite(dir: &tempfile::TempDir) -> (sea_orm::DatabaseConnection, WriterContext) {
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display());
         let db = crate::store::connect(&url, std::time::Duration::from_secs(5)).await.unwrap();
+        (db.clone(), context_on(db))
+    }
+
+    /// A writer context on `db` with no subscriptions and a test signing key.
+    fn context_on(db: sea_orm::DatabaseConnection) -> WriterContext {
         let (wake, _woken) = mpsc::unbounded_channel();
-        let context = WriterContext {
-            db: db.clone(),
+        WriterContext {
+            db,
             signer: RecordingUrlSigner::new(vec![1; 32], "http://localhost"),
             outbox_ready: Arc::new(Notify::new()),
             subscriptions: Arc::new(SubscriptionDirectory::default()),
             wake_subscriptions: wake,
-        };
-        (db, context)
+        }
     }
 
     fn record(id: &str) -> CallRecord {
