@@ -173,8 +173,9 @@ pub async fn run(
     let outbox_ready = Arc::new(Notify::new());
     let signer = RecordingUrlSigner::new(derive_key(&master, "recording-urls"), &public_url);
     let (webhooks, webhooks_woken) = webhooks::Webhooks::load(&db).await?;
+    let writer_db = store::open_for_writer(&db, &config.database_url, config.db_acquire_timeout).await?;
     let writer = store::writer::Writer::start(store::writer::WriterContext {
-        db: db.clone(),
+        db: writer_db.clone(),
         signer: signer.clone(),
         outbox_ready: outbox_ready.clone(),
         subscriptions: webhooks.directory.clone(),
@@ -368,6 +369,7 @@ pub async fn run(
     let _ = maintenance.await;
     let _ = metrics_upkeep.await;
     timers_db.close().await.ok();
+    writer_db.close().await.ok();
     db.close().await.ok();
     Ok(())
 }

@@ -49,8 +49,33 @@ pub async fn open_for_timers(
     url: &str,
     acquire_timeout: Duration,
 ) -> anyhow::Result<DatabaseConnection> {
+    open_beside(db, url, acquire_timeout, Pool::Timers).await
+}
+
+/// Returns the connection the group-commit writer ([`writer`]) writes through. On SQLite it is a
+/// pool of its own with one connection, beside `db`: SQLite drops a connection's whole page cache
+/// when it begins a transaction and finds that another connection wrote since its last one. The
+/// writer took whichever main connection had been idle longest, so each batch found its pages
+/// gone and read every page it touched back from the file: about a tenth of the SQLite thread's
+/// time was `pread` and the page faults of rebuilding its cache (BENCHMARKS.md). Its own
+/// connection keeps what it wrote cached. On PostgreSQL the writers share `db`.
+pub async fn open_for_writer(
+    db: &DatabaseConnection,
+    url: &str,
+    acquire_timeout: Duration,
+) -> anyhow::Result<DatabaseConnection> {
+    open_beside(db, url, acquire_timeout, Pool::Writer).await
+}
+
+/// On SQLite, opens the pool `pool` beside `db`; on PostgreSQL, shares `db`.
+async fn open_beside(
+    db: &DatabaseConnection,
+    url: &str,
+    acquire_timeout: Duration,
+    pool: Pool,
+) -> anyhow::Result<DatabaseConnection> {
     match db.get_database_backend() {
-        sea_orm::DbBackend::Sqlite => open_pool(url, acquire_timeout, Pool::Timers).await,
+        sea_orm::DbBackend::Sqlite => open_pool(url, acquire_timeout, pool).await,
         _ => Ok(db.clone()),
     }
 }
@@ -66,6 +91,8 @@ enum Pool {
     Main,
     /// The timers' single SQLite connection ([`open_for_timers`]).
     Timers,
+    /// The writer's single SQLite connection ([`open_for_writer`]), closed once idle.
+    Writer,
 }
 
 async fn open_pool(url: &str, acquire_timeout: Duration, pool: Pool) -> anyhow::Result<DatabaseConnection> {
@@ -89,6 +116,7 @@ async fn open_pool(url: &str, acquire_timeout: Duration, pool: Pool) -> anyhow::
                 .min_connections(0)
                 .idle_timeout(SQLITE_IDLE_TIMEOUT),
             Pool::Timers => options.max_connections(1).min_connections(1),
+            Pool::Writer => options.max_connections(1).min_connections(0).idle_timeout(SQLITE_IDLE_TIMEOUT),
         };
         options
             .map_sqlx_sqlite_opts(|opts| {
@@ -276,6 +304,42 @@ mod tests {
             outbox::pending(&timers, 1000).await.expect("the timers read beside a busy main pool");
         }
         assert_eq!(timers.get_sqlite_connection_pool().size(), 1);
+    }
+
+    /// The writer writes through one SQLite connection of its own, even while every main
+    /// connection is taken, and lets it close once idle; on PostgreSQL it shares the main pool.
+    #[tokio::test]
+    async fn the_writer_has_one_sqlite_connection_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("writer.db").display());
+        let db = connect(&url, Duration::from_secs(5)).await.unwrap();
+        let writer = open_for_writer(&db, &url, Duration::from_secs(1)).await.unwrap();
+        let own = writer.get_sqlite_connection_pool();
+        assert_eq!(own.options().get_max_connections(), 1);
+        assert_eq!(own.options().get_min_connections(), 0);
+        assert_eq!(own.options().get_idle_timeout(), Some(SQLITE_IDLE_TIMEOUT));
+        let main = db.get_sqlite_connection_pool();
+        let mut held = Vec::new();
+        for _ in 0..main.options().get_max_connections() {
+            held.push(main.acquire().await.unwrap());
+        }
+        for n in 0..5 {
+            let txn = begin_write(&writer).await.expect("the writer begins beside a busy main pool");
+            let row = setting::ActiveModel { key: Set(format!("writer-{n}")), value: Set("v".into()) };
+            row.insert(&txn).await.unwrap();
+            txn.commit().await.unwrap();
+        }
+        assert_eq!(own.size(), 1);
+        drop(held);
+        assert_eq!(get_setting(&db, "writer-4").await.unwrap().as_deref(), Some("v"));
+
+        if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
+            let postgres = open(&url).await.unwrap();
+            let shared = open_for_writer(&postgres, &url, Duration::from_secs(1)).await.unwrap();
+            // The same pool: closing the main one closes the writer's.
+            postgres.close().await.unwrap();
+            assert!(shared.ping().await.is_err(), "on PostgreSQL the writer shares the main pool");
+        }
     }
 
     /// A statement journal never becomes a file: temporary storage is memory (2), on every
