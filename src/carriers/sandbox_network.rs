@@ -260,12 +260,10 @@ impl SandboxNetwork {
         })
     }
 
-    /// Returns true when `authorization` carries the API key.
+    /// Returns true when `authorization` carries the API key, compared in constant time (each
+    /// placement asks: comparing two HMACs of the header instead was four SHA-256 runs a call).
     pub fn authorized(&self, authorization: Option<&str>) -> bool {
-        let expected = format!("Bearer {}", self.api_key);
-        authorization.is_some_and(|got| {
-            signing::verify_hmac_sha256(b"cmp", got.as_bytes(), &signing::hmac_sha256(b"cmp", expected.as_bytes()))
-        })
+        bearer_is(authorization, &self.api_key)
     }
 
     /// Accepts a call (durably, before answering) and starts its timeline, or refuses it.
@@ -467,9 +465,25 @@ enum Delivery {
     Unreachable,
 }
 
+/// Returns true when `authorization` is exactly `Bearer {key}`, compared in constant time.
+fn bearer_is(authorization: Option<&str>, key: &str) -> bool {
+    authorization
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .is_some_and(|got| signing::constant_time_eq(got.as_bytes(), key.as_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_api_key_as_a_bearer_token_is_authorized() {
+        let key = "5f2b9c";
+        assert!(bearer_is(Some("Bearer 5f2b9c"), key));
+        for refused in [None, Some(""), Some("5f2b9c"), Some("Bearer "), Some("Bearer 5f2b9"), Some("Bearer 5f2b9c0"), Some("Bearer 5f2b9d"), Some("Basic 5f2b9c")] {
+            assert!(!bearer_is(refused, key), "{refused:?}");
+        }
+    }
 
     #[test]
     fn the_last_four_digits_choose_the_script() {
