@@ -173,38 +173,47 @@ async fn saturate(client: &reqwest::Client, make: MakeRequest, duration: Duratio
     report
 }
 
-/// Open loop: requests start at `rate` per second for `duration`, whatever the answers take.
+/// A fixed rate over `CONNECTIONS` connections, as wrk2 does it: request `n` is due at
+/// `n / rate` seconds, each connection takes the next request due and waits for its time, and a
+/// request's latency runs from when it was due, so a request held back because every connection
+/// was still busy counts the wait (no coordinated omission). Above what the server sustains, the
+/// rate answered falls short of the rate offered and the latencies grow; the load never grows
+/// past the connections a real client keeps.
 async fn fixed_rate(client: &reqwest::Client, make: MakeRequest, rate: u64, duration: Duration) -> Report {
     let (started, cpu_before) = (Instant::now(), process_cpu());
     let total = (rate as f64 * duration.as_secs_f64()) as usize;
-    let mut handles = Vec::with_capacity(total);
-    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    for n in 0..total {
-        ticker.tick().await;
-        let request = make(client, n);
-        handles.push(tokio::spawn(async move {
-            let sent = Instant::now();
-            match request.send().await {
-                Ok(r) if r.status().is_success() => {
-                    let _ = r.bytes().await;
-                    Ok(sent.elapsed().as_micros() as u64)
+    let counter = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let (client, make, counter) = (client.clone(), make.clone(), counter.clone());
+        workers.push(tokio::spawn(async move {
+            let (mut latencies, mut failures) = (Vec::new(), Vec::new());
+            loop {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                if n >= total {
+                    break;
                 }
-                failed => Err(failure_kind(&failed)),
+                let due = started + Duration::from_secs_f64(n as f64 / rate as f64);
+                tokio::time::sleep_until(due.into()).await;
+                match make(&client, n).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        latencies.push(due.elapsed().as_micros() as u64);
+                    }
+                    failed => failures.push(failure_kind(&failed)),
+                }
             }
+            (latencies, failures)
         }));
     }
     let mut report = Report::default();
-    for handle in handles {
-        match handle.await.unwrap() {
-            Ok(latency) => {
-                report.requests += 1;
-                report.latencies_us.push(latency);
-            }
-            Err(kind) => {
-                report.errors += 1;
-                *report.failures.entry(kind).or_default() += 1;
-            }
+    for worker in workers {
+        let (latencies, failures) = worker.await.unwrap();
+        report.requests += latencies.len();
+        report.latencies_us.extend(latencies);
+        report.errors += failures.len();
+        for kind in failures {
+            *report.failures.entry(kind).or_default() += 1;
         }
     }
     report.elapsed = started.elapsed();
