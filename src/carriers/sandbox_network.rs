@@ -287,7 +287,7 @@ impl SandboxNetwork {
             });
         }
         let row = sandbox_call::Model {
-            sid: format!("SB{}", ids::random_lower_alphanumeric(32)),
+            sid: format!("SB{}", ids::time_ordered(32)),
             reference: request.reference,
             kind: request.kind,
             customer_number: request.to,
@@ -480,7 +480,16 @@ mod tests {
     fn only_the_api_key_as_a_bearer_token_is_authorized() {
         let key = "5f2b9c";
         assert!(bearer_is(Some("Bearer 5f2b9c"), key));
-        for refused in [None, Some(""), Some("5f2b9c"), Some("Bearer "), Some("Bearer 5f2b9"), Some("Bearer 5f2b9c0"), Some("Bearer 5f2b9d"), Some("Basic 5f2b9c")] {
+        for refused in [
+            None,
+            Some(""),
+            Some("5f2b9c"),
+            Some("Bearer "),
+            Some("Bearer 5f2b9"),
+            Some("Bearer 5f2b9c0"),
+            Some("Bearer 5f2b9d"),
+            Some("Basic 5f2b9c"),
+        ] {
             assert!(!bearer_is(refused, key), "{refused:?}");
         }
     }
