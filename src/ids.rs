@@ -31,10 +31,15 @@ const TIME_DIGITS: usize = 8;
 /// millisecond they were made in: that millisecond in base 36 (`0-9a-z`, in byte order), then
 /// random characters (41 bits' worth for a call id, fresh for every id).
 pub fn time_ordered(n: usize) -> String {
-    let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    let mut id = time_prefix(u64::try_from(millis).unwrap_or(u64::MAX));
+    let mut id = time_prefix(now_millis());
     id.push_str(&random_lower_alphanumeric(n.saturating_sub(TIME_DIGITS)));
     id
+}
+
+/// The Unix time in milliseconds.
+fn now_millis() -> u64 {
+    let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    u64::try_from(millis).unwrap_or(u64::MAX)
 }
 
 /// `millis` as [`TIME_DIGITS`] base-36 digits, most significant first (saturating).
@@ -58,7 +63,7 @@ pub fn new_call_id() -> String {
 /// Returns a new id with `prefix` (`usr`, `ws`, `msg`, `trn`): 24 characters after it, beginning
 /// with the time ([`time_ordered`]).
 pub fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{}{}", time_ordered(TIME_DIGITS), random_alphanumeric(24 - TIME_DIGITS))
+    format!("{prefix}_{}{}", time_prefix(now_millis()), random_alphanumeric(24 - TIME_DIGITS))
 }
 
 /// Returns a new webhook signing secret, `whsec_` + base64 of 32 random bytes.
