@@ -286,25 +286,18 @@ impl SandboxNetwork {
                 body: json!({ "code": 13224, "message": "The number is not reachable" }),
             });
         }
-        let row = sandbox_call::Model {
-            sid: format!("SB{}", ids::time_ordered(32)),
-            reference: request.reference,
-            kind: request.kind,
-            customer_number: request.to,
-            status_callback: request.status_callback,
-            placed_at: Utc::now(),
-            time_scale: self.time_scale,
-            acked_sequence: 0,
-            finished: false,
-        };
+        let row = accepted_row(request, self.time_scale, Utc::now());
         let inserted = self.writer.write(WriteOp::SandboxCall(Box::new(row.clone()))).await;
         if let Err(e) = inserted {
             warn!(error = %e, "sandbox could not record a call");
             return Err(Refusal { status: 503, body: json!({ "code": 20503, "message": "Service unavailable" }) });
         }
         let response = PlaceCallResponse { sid: row.sid.clone(), status: "queued".to_string() };
-        let network = self.clone();
-        tokio::spawn(async move { network.play(row).await });
+        // A timeline with no callbacks is stored finished: there is nothing to play or record.
+        if !row.finished {
+            let network = self.clone();
+            tokio::spawn(async move { network.play(row).await });
+        }
         Ok(response)
     }
 
@@ -445,6 +438,25 @@ impl SandboxNetwork {
     }
 }
 
+/// The row of a call the sandbox accepts. A call whose timeline has no callbacks (a silent
+/// call) is stored already finished: playing it would post nothing and only record, in a write
+/// of its own, that it was done.
+fn accepted_row(request: PlaceCallRequest, time_scale: f64, placed_at: chrono::DateTime<Utc>) -> sandbox_call::Model {
+    let mut row = sandbox_call::Model {
+        sid: format!("SB{}", ids::time_ordered(32)),
+        reference: request.reference,
+        kind: request.kind,
+        customer_number: request.to,
+        status_callback: request.status_callback,
+        placed_at,
+        time_scale,
+        acked_sequence: 0,
+        finished: false,
+    };
+    row.finished = SandboxNetwork::steps_of(&row).is_empty();
+    row
+}
+
 /// When a step of a call's timeline is due.
 fn due_at(row: &sandbox_call::Model, step: &Step) -> chrono::DateTime<Utc> {
     row.placed_at + chrono::Duration::milliseconds((f64::from(step.at_s) * row.time_scale * 1000.0) as i64)
@@ -560,6 +572,27 @@ mod tests {
             acked_sequence: 0,
             finished: false,
         }
+    }
+
+    /// A silent call (no callback ever comes) is stored finished when it is accepted, so it
+    /// costs no progress write and is not played again at the next start; a call with callbacks
+    /// is stored unfinished, for its timeline to play.
+    #[test]
+    fn a_call_with_no_callbacks_is_stored_finished() {
+        let request = |to: &str| PlaceCallRequest {
+            reference: "call_x".into(),
+            kind: "click_to_call".into(),
+            from: None,
+            agent: "918888888888".into(),
+            to: to.into(),
+            status_callback: "http://engine/providers/sandbox/status".into(),
+        };
+        let silent = accepted_row(request("919999990006"), 0.0, Utc::now());
+        assert!(silent.finished);
+        assert_eq!(silent.acked_sequence, 0);
+        let completes = accepted_row(request("919999999999"), 0.0, Utc::now());
+        assert!(!completes.finished);
+        assert!(!SandboxNetwork::steps_of(&completes).is_empty());
     }
 
     /// Progress is recorded before a wait, not after each callback: at time scale 0 every step
