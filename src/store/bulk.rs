@@ -3,12 +3,13 @@
 //! travel together as one JSON document per table, bound as a single parameter, and the database
 //! unpacks them (`jsonb_each` on SQLite, `jsonb_array_elements` on PostgreSQL). So each bulk write
 //! costs one hand-off to SQLite's thread (or one round trip to PostgreSQL) whatever its size and
-//! mix, and the statement's text never changes, so it is prepared once per connection. A batch
+//! mix, and the statement's text does not depend on how many rows it writes, so it is prepared
+//! once per connection (on SQLite, once per mix of tables: at most 63 texts). A batch
 //! makes one bulk write before its other writes, and a second after them for the events its
 //! transitions announce.
 //!
-//! - SQLite runs the six statements in one call (sqlx runs a query of several statements in
-//!   order, binding each its own parameter).
+//! - SQLite runs, in one call, those of the six statements that have rows to write (sqlx runs a
+//!   query of several statements in order, binding each its own parameter).
 //! - PostgreSQL takes one parameter set per statement, so there they are data-modifying CTEs of
 //!   one statement. They see the same snapshot: an update does not see a row inserted by the same
 //!   batch, and the writer keeps such updates out of the bulk write.
@@ -111,13 +112,21 @@ pub async fn write(conn: &impl ConnectionTrait, bulk: &BulkWrite<'_>, now: DateT
         )?,
         insert_sql::<outbox::Entity>(backend, 6)?,
     ];
-    let values: Vec<Value> = documents.into_iter().map(Value::from).collect();
     let written = match backend {
         DbBackend::Sqlite => {
+            // Only the statements with rows to write: each one run is a result sent back from
+            // SQLite's thread, and a wake-up of the writer. A batch of creations uses three.
+            let (statements, values): (Vec<String>, Vec<Value>) = statements
+                .into_iter()
+                .zip(documents)
+                .filter(|(_, document)| document != "[]")
+                .map(|(sql, document)| (sql, Value::from(document)))
+                .unzip();
             let sql = statements.join(";\n");
             conn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?.rows_affected()
         }
         DbBackend::Postgres => {
+            let values: Vec<Value> = documents.into_iter().map(Value::from).collect();
             let ctes: Vec<String> =
                 statements.iter().enumerate().map(|(i, sql)| format!("w{i} AS ({sql} RETURNING 1)")).collect();
             let counts: Vec<String> = (0..statements.len()).map(|i| format!("(SELECT count(*) FROM w{i})")).collect();
