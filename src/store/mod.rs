@@ -58,7 +58,15 @@ pub async fn open_for_timers(
 /// writer took whichever main connection had been idle longest, so each batch found its pages
 /// gone and read every page it touched back from the file: about a tenth of the SQLite thread's
 /// time was `pread` and the page faults of rebuilding its cache (BENCHMARKS.md). Its own
-/// connection keeps what it wrote cached. On PostgreSQL the writers share `db`.
+/// connection keeps what it wrote cached.
+///
+/// On PostgreSQL it is a pool of [`writer::POSTGRES_WRITERS`] connections that plan each
+/// statement for the values it runs with (`plan_cache_mode = force_custom_plan`). A prepared
+/// statement otherwise settles, after five runs, on a generic plan made for the table's size at
+/// the time: the bulk update of call states ([`bulk`]), first planned while `calls` was nearly
+/// empty, kept hashing the whole table at every batch as it grew (19 ms a batch at 33,000 rows)
+/// until an `ANALYZE` invalidated the plan, which a new database waits a minute or more for. A
+/// custom plan costs a fraction of a millisecond per statement and sees the table as it is.
 pub async fn open_for_writer(
     db: &DatabaseConnection,
     url: &str,
@@ -67,15 +75,16 @@ pub async fn open_for_writer(
     open_beside(db, url, acquire_timeout, Pool::Writer).await
 }
 
-/// On SQLite, opens the pool `pool` beside `db`; on PostgreSQL, shares `db`.
+/// Opens the pool `pool` beside `db`: on SQLite always, on PostgreSQL only the writer's (the
+/// timers share `db` there).
 async fn open_beside(
     db: &DatabaseConnection,
     url: &str,
     acquire_timeout: Duration,
     pool: Pool,
 ) -> anyhow::Result<DatabaseConnection> {
-    match db.get_database_backend() {
-        sea_orm::DbBackend::Sqlite => open_pool(url, acquire_timeout, pool).await,
+    match (db.get_database_backend(), pool) {
+        (sea_orm::DbBackend::Sqlite, _) | (_, Pool::Writer) => open_pool(url, acquire_timeout, pool).await,
         _ => Ok(db.clone()),
     }
 }
@@ -91,7 +100,8 @@ enum Pool {
     Main,
     /// The timers' single SQLite connection ([`open_for_timers`]).
     Timers,
-    /// The writer's single SQLite connection ([`open_for_writer`]), closed once idle.
+    /// The writer's connections ([`open_for_writer`]): on SQLite one, closed once idle; on
+    /// PostgreSQL one per writer task, planning each statement afresh.
     Writer,
 }
 
@@ -130,7 +140,13 @@ async fn open_pool(url: &str, acquire_timeout: Duration, pool: Pool) -> anyhow::
                 pool.after_connect(|connection, _| Box::pin(async move { keep_query_plans(connection).await }))
             });
     } else {
-        options.max_connections(16).min_connections(1);
+        match pool {
+            Pool::Main | Pool::Timers => options.max_connections(16).min_connections(1),
+            Pool::Writer => options
+                .max_connections(u32::try_from(writer::POSTGRES_WRITERS).unwrap_or(u32::MAX))
+                .min_connections(1)
+                .map_sqlx_postgres_opts(|opts| opts.options([("plan_cache_mode", "force_custom_plan")])),
+        };
     }
     Database::connect(options).await.map_err(|e| anyhow::anyhow!("DATABASE_URL: cannot connect: {e}"))
 }
@@ -307,9 +323,11 @@ mod tests {
     }
 
     /// The writer writes through one SQLite connection of its own, even while every main
-    /// connection is taken, and lets it close once idle; on PostgreSQL it shares the main pool.
+    /// connection is taken, and lets it close once idle; on PostgreSQL (checked when
+    /// `TEST_DATABASE_URL` names one, as in CI) through a pool of its own, one connection per
+    /// writer task, that plans each statement for its values.
     #[tokio::test]
-    async fn the_writer_has_one_sqlite_connection_of_its_own() {
+    async fn the_writer_has_connections_of_its_own() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("writer.db").display());
         let db = connect(&url, Duration::from_secs(5)).await.unwrap();
@@ -335,10 +353,20 @@ mod tests {
 
         if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
             let postgres = open(&url).await.unwrap();
-            let shared = open_for_writer(&postgres, &url, Duration::from_secs(1)).await.unwrap();
-            // The same pool: closing the main one closes the writer's.
+            let own = open_for_writer(&postgres, &url, Duration::from_secs(1)).await.unwrap();
+            assert_eq!(
+                own.get_postgres_connection_pool().options().get_max_connections() as usize,
+                writer::POSTGRES_WRITERS
+            );
+            let plan_cache_mode = |db: DatabaseConnection| async move {
+                let show = Statement::from_string(DbBackend::Postgres, "SHOW plan_cache_mode");
+                db.query_one_raw(show).await.unwrap().unwrap().try_get_by_index::<String>(0).unwrap()
+            };
+            assert_eq!(plan_cache_mode(own.clone()).await, "force_custom_plan");
+            assert_eq!(plan_cache_mode(postgres.clone()).await, "auto", "the main pool keeps PostgreSQL's default");
+            // A pool of its own: it writes with the main one closed.
             postgres.close().await.unwrap();
-            assert!(shared.ping().await.is_err(), "on PostgreSQL the writer shares the main pool");
+            assert!(own.ping().await.is_ok());
         }
     }
 
