@@ -441,6 +441,9 @@ async fn run_store(store: Store<'_>, client: &reqwest::Client, reference: f64, q
         // 4. Campaign admission over 100,000 contacts (the store side of the dialer).
         campaign_admission(name, &fresh(database_url, "e"), if quick { 20_000 } else { 100_000 }).await;
     }
+    if !database_url.starts_with("sqlite:") {
+        drop_fresh_databases(database_url);
+    }
 }
 
 /// Whether `LOAD_ONLY` (a comma-separated list of `creation`, `whole`, `webhooks`, `admission`)
@@ -593,24 +596,40 @@ async fn stop(server: Running) {
     let _ = server.task.await;
 }
 
+/// The PostgreSQL databases [`fresh`] created, for [`drop_fresh_databases`].
+static FRESH_DATABASES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Runs `sql` on the PostgreSQL server of `admin`, from a thread of its own (the caller may be
+/// inside the harness's runtime).
+fn run_admin_sql(admin: &str, sql: String) {
+    let admin = admin.to_string();
+    let ran = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+            let db = dialplane::store::open(&admin).await.unwrap();
+            sea_orm::ConnectionTrait::execute_unprepared(&db, &sql).await.unwrap();
+            db.close().await.unwrap();
+        })
+    });
+    ran.join().unwrap();
+}
+
+/// Drops the PostgreSQL databases the run created, once its servers are stopped.
+fn drop_fresh_databases(admin: &str) {
+    for name in std::mem::take(&mut *FRESH_DATABASES.lock().unwrap()) {
+        run_admin_sql(admin, format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    }
+}
+
 /// Returns a URL of a fresh database for one measurement: a new SQLite file next to the given
-/// one, or a new PostgreSQL database created beside the given one.
+/// one, or a new PostgreSQL database created beside the given one (dropped at the end of the
+/// store's run).
 fn fresh(url: &str, tag: &str) -> String {
     if url.starts_with("sqlite:") {
         return url.replace(".db?", &format!("_{tag}.db?"));
     }
     let name = format!("dp_bench_{tag}_{}", dialplane::ids::random_lower_alphanumeric(8));
-    let admin = url.to_string();
-    let created = std::thread::spawn({
-        let name = name.clone();
-        move || {
-            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-                let db = dialplane::store::open(&admin).await.unwrap();
-                sea_orm::ConnectionTrait::execute_unprepared(&db, &format!("CREATE DATABASE {name}")).await.unwrap();
-            })
-        }
-    });
-    created.join().unwrap();
+    run_admin_sql(url, format!("CREATE DATABASE {name}"));
+    FRESH_DATABASES.lock().unwrap().push(name.clone());
     let mut parsed = url::Url::parse(url).unwrap();
     parsed.set_path(&format!("/{name}"));
     parsed.to_string()
