@@ -53,52 +53,147 @@ pub struct BulkWrite<'a> {
 }
 
 impl BulkWrite<'_> {
-    /// How many rows the write adds or changes when every update finds its row.
-    fn rows(&self) -> usize {
-        self.new_calls.len()
-            + self.log_rows.len()
-            + self.sandbox_rows.len()
-            + self.states.len()
-            + self.progress.len()
-            + self.outbox_rows.len()
+    /// Its rows as fragments, with `now` as the time of its state updates.
+    fn rows(&self, backend: DbBackend, now: DateTime<Utc>) -> Result<BulkRows, DbErr> {
+        let mut rows = BulkRows::default();
+        for row in &self.new_calls {
+            rows.push(&new_call(backend, row)?);
+        }
+        for row in &self.log_rows {
+            rows.push(&log_row(backend, row)?);
+        }
+        for row in &self.sandbox_rows {
+            rows.push(&sandbox_row(backend, row)?);
+        }
+        for (record, state) in &self.states {
+            rows.push(&state_update(backend, record, state, now)?);
+        }
+        for (sid, acked, finished) in &self.progress {
+            rows.push(&progress_update(backend, sid, *acked, *finished)?);
+        }
+        for row in &self.outbox_rows {
+            rows.push(&outbox_row(backend, row)?);
+        }
+        Ok(rows)
     }
 }
 
-/// Writes `bulk` with one statement. Fails with [`DbErr::RecordNotFound`] when an update finds no
-/// row (a call not stored in its workspace, a sandbox call the sandbox does not know); the caller's
-/// transaction then rolls back the rest.
+/// The six statements of a bulk write, in the order they run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    NewCalls,
+    LogRows,
+    SandboxRows,
+    States,
+    Progress,
+    OutboxRows,
+}
+
+const PARTS: usize = 6;
+
+/// One row of a bulk write: the JSON object its statement unpacks. The writer's callers build
+/// their writes' fragments before queueing them ([`super::writer`]), so the writer, whose batches
+/// are a chain nothing else overlaps, only joins them.
+#[derive(Debug)]
+pub struct Fragment {
+    part: Part,
+    json: String,
+}
+
+/// A new call's row, as stored.
+pub fn new_call(backend: DbBackend, row: &call::Model) -> Result<Fragment, DbErr> {
+    row_fragment(backend, Part::NewCalls, row)
+}
+
+/// A row of the call event log (the database numbers it).
+pub fn log_row(backend: DbBackend, row: &call_event::Model) -> Result<Fragment, DbErr> {
+    row_fragment(backend, Part::LogRows, row)
+}
+
+/// A call the sandbox carrier accepted.
+pub fn sandbox_row(backend: DbBackend, row: &sandbox_call::Model) -> Result<Fragment, DbErr> {
+    row_fragment(backend, Part::SandboxRows, row)
+}
+
+/// A message for the outbox (the database numbers it).
+pub fn outbox_row(backend: DbBackend, row: &outbox::Model) -> Result<Fragment, DbErr> {
+    row_fragment(backend, Part::OutboxRows, row)
+}
+
+/// A call state to write onto the stored call `record` names, as of `now`.
+pub fn state_update(
+    backend: DbBackend,
+    record: &CallRecord,
+    state: &CallState,
+    now: DateTime<Utc>,
+) -> Result<Fragment, DbErr> {
+    let key = [
+        (call::Column::Id, Value::from(record.id.as_str())),
+        (call::Column::WorkspaceId, record.workspace_id.as_str().into()),
+    ];
+    let columns = key.into_iter().chain(calls::STATE_COLUMNS.into_iter().zip(calls::state_values(state, now)));
+    Ok(Fragment { part: Part::States, json: object(backend, columns)? })
+}
+
+/// The sandbox's progress through a stored call: its last acknowledged callback, and whether it
+/// is finished.
+pub fn progress_update(backend: DbBackend, sid: &str, acked: i32, finished: bool) -> Result<Fragment, DbErr> {
+    let columns = [
+        (sandbox_call::Column::Sid, Value::from(sid)),
+        (sandbox_call::Column::AckedSequence, acked.into()),
+        (sandbox_call::Column::Finished, finished.into()),
+    ];
+    Ok(Fragment { part: Part::Progress, json: object(backend, columns)? })
+}
+
+/// The rows of one bulk write, as the six JSON documents its statements unpack.
+#[derive(Default)]
+pub struct BulkRows {
+    documents: [String; PARTS],
+    rows: usize,
+}
+
+impl BulkRows {
+    /// Adds a row.
+    pub fn push(&mut self, fragment: &Fragment) {
+        let document = &mut self.documents[fragment.part as usize];
+        document.push(if document.is_empty() { '[' } else { ',' });
+        document.push_str(&fragment.json);
+        self.rows += 1;
+    }
+
+    /// How many rows it holds.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+}
+
+/// Writes `bulk` with one statement, `now` the time of its state updates. Fails with
+/// [`DbErr::RecordNotFound`] when an update finds no row (a call not stored in its workspace, a
+/// sandbox call the sandbox does not know); the caller's transaction then rolls back the rest.
 pub async fn write(conn: &impl ConnectionTrait, bulk: &BulkWrite<'_>, now: DateTime<Utc>) -> Result<(), DbErr> {
-    let expected = bulk.rows();
+    write_rows(conn, bulk.rows(conn.get_database_backend(), now)?).await
+}
+
+/// Writes `rows` with one statement, failing as [`write`] does.
+pub async fn write_rows(conn: &impl ConnectionTrait, rows: BulkRows) -> Result<(), DbErr> {
+    let expected = rows.len();
     if expected == 0 {
         return Ok(());
     }
     let backend = conn.get_database_backend();
-    let documents = [
-        rows_document(backend, bulk.new_calls.iter())?,
-        rows_document(backend, bulk.log_rows.iter().copied())?,
-        rows_document(backend, bulk.sandbox_rows.iter().copied())?,
-        updates_document(
-            backend,
-            bulk.states.iter().map(|(record, state)| {
-                let key = [
-                    (call::Column::Id, Value::from(record.id.as_str())),
-                    (call::Column::WorkspaceId, record.workspace_id.as_str().into()),
-                ];
-                key.into_iter().chain(calls::STATE_COLUMNS.into_iter().zip(calls::state_values(state, now)))
-            }),
-        )?,
-        updates_document(
-            backend,
-            bulk.progress.iter().map(|(sid, acked, finished)| {
-                [
-                    (sandbox_call::Column::Sid, Value::from(*sid)),
-                    (sandbox_call::Column::AckedSequence, (*acked).into()),
-                    (sandbox_call::Column::Finished, (*finished).into()),
-                ]
-            }),
-        )?,
-        rows_document(backend, bulk.outbox_rows.iter().copied())?,
-    ];
+    let documents = rows.documents.map(|mut document| {
+        if document.is_empty() {
+            document.push('[');
+        }
+        document.push(']');
+        document
+    });
     let statements = [
         insert_sql::<call::Entity>(backend, 1)?,
         insert_sql::<call_event::Entity>(backend, 2)?,
@@ -229,33 +324,30 @@ fn stored_columns<E: EntityTrait>() -> Vec<E::Column> {
     E::Column::iter().filter(|column| !generated.contains(&column.as_str())).collect()
 }
 
-/// The JSON array of `rows`, each an object of its stored columns.
-fn rows_document<'m, M>(backend: DbBackend, rows: impl Iterator<Item = &'m M>) -> Result<String, DbErr>
-where
-    M: ModelTrait + 'm,
-{
+/// A model's row as the fragment of `part`: an object of its stored columns.
+fn row_fragment<M: ModelTrait>(backend: DbBackend, part: Part, row: &M) -> Result<Fragment, DbErr> {
     let columns = stored_columns::<M::Entity>();
-    updates_document(
-        backend,
-        rows.map(|row| columns.iter().map(|column| (*column, row.get(*column))).collect::<Vec<_>>()),
-    )
+    Ok(Fragment { part, json: object(backend, columns.into_iter().map(|column| (column, row.get(column))))? })
 }
 
-/// The JSON array of `rows`, each an object of the given columns' values.
-fn updates_document<C, R>(backend: DbBackend, rows: impl Iterator<Item = R>) -> Result<String, DbErr>
-where
-    C: ColumnTrait,
-    R: IntoIterator<Item = (C, Value)>,
-{
-    let mut document = Vec::new();
-    for row in rows {
-        let mut object = serde_json::Map::new();
-        for (column, value) in row {
-            object.insert(column.as_str().to_string(), json_value(backend, value)?);
+/// The JSON object of the given columns' values.
+fn object<C: ColumnTrait>(backend: DbBackend, columns: impl IntoIterator<Item = (C, Value)>) -> Result<String, DbErr> {
+    let mut json = String::with_capacity(256);
+    json.push('{');
+    for (column, value) in columns {
+        if json.len() > 1 {
+            json.push(',');
         }
-        document.push(serde_json::Value::Object(object));
+        // Column names are plain identifiers: no escaping needed.
+        json.push('"');
+        json.push_str(column.as_str());
+        json.push_str("\":");
+        let value = serde_json::to_string(&json_value(backend, value)?)
+            .map_err(|e| DbErr::Custom(format!("a bulk write's rows: {e}")))?;
+        json.push_str(&value);
     }
-    serde_json::to_string(&document).map_err(|e| DbErr::Custom(format!("a bulk write's rows: {e}")))
+    json.push('}');
+    Ok(json)
 }
 
 /// A value as JSON, written as sqlx would bind it.

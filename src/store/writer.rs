@@ -3,7 +3,8 @@
 //! `callback_url` delivery attempts). It takes every write that queued up while the previous
 //! batch ran, applies them in one transaction, commits once, and only then answers each caller.
 //! A 200 still means the write is on disk. What many writes do alike goes in one statement
-//! ([`super::bulk`]). When a write of the batch fails, the batch is run again with each write in
+//! ([`super::bulk`]), from rows each caller turned into JSON before queueing its write, so the
+//! writer only joins them. When a write of the batch fails, the batch is run again with each write in
 //! its own savepoint, so only the failing write fails.
 //!
 //! On SQLite one task does it all: it is then the only writer on the hot path, and a second one
@@ -21,7 +22,7 @@ use dialplane_actors::CallRecord;
 use dialplane_actors::fsm::{CallState, Lifecycle};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, IntoActiveModel,
     QueryFilter, Set, TransactionTrait,
 };
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -118,7 +119,33 @@ pub enum WriteOutcome {
 
 struct Job {
     op: WriteOp,
+    /// The write's row in a bulk write, when it can go in one, built by the caller.
+    fragment: Option<bulk::Fragment>,
     reply: oneshot::Sender<Result<WriteOutcome, DbErr>>,
+}
+
+impl Job {
+    fn new(backend: DbBackend, op: WriteOp, reply: oneshot::Sender<Result<WriteOutcome, DbErr>>) -> Job {
+        Job { fragment: bulk_fragment(backend, &op), op, reply }
+    }
+}
+
+/// The row `op` adds or changes in a bulk write, if it is a write that can go in one. A write
+/// that would not (a value a bulk write does not handle) is written on its own.
+fn bulk_fragment(backend: DbBackend, op: &WriteOp) -> Option<bulk::Fragment> {
+    let fragment = match op {
+        WriteOp::InsertCall { row, idempotency: None } => bulk::new_call(backend, &stored_row(row)),
+        WriteOp::LogEvent { event } => bulk::log_row(backend, event),
+        WriteOp::SandboxCall(row) => bulk::sandbox_row(backend, row),
+        WriteOp::Commit { record, state, published } if published.is_empty() => {
+            bulk::state_update(backend, record, state, Utc::now())
+        }
+        WriteOp::SandboxProgress { sid, acked_sequence, finished } => {
+            bulk::progress_update(backend, sid, *acked_sequence, *finished)
+        }
+        _ => return None,
+    };
+    fragment.inspect_err(|e| warn!(error = %e, "a write is not put in a bulk write")).ok()
 }
 
 /// A handle to the writer tasks.
@@ -126,6 +153,7 @@ struct Job {
 pub struct Writer {
     /// One queue per task.
     queues: Arc<[mpsc::Sender<Job>]>,
+    backend: DbBackend,
 }
 
 /// What the writer needs besides the connection.
@@ -144,8 +172,9 @@ pub struct WriterContext {
 impl Writer {
     /// Starts the writer tasks: [`POSTGRES_WRITERS`] on PostgreSQL, one on SQLite.
     pub fn start(context: WriterContext) -> Writer {
-        let writers = match context.db.get_database_backend() {
-            sea_orm::DbBackend::Postgres => POSTGRES_WRITERS,
+        let backend = context.db.get_database_backend();
+        let writers = match backend {
+            DbBackend::Postgres => POSTGRES_WRITERS,
             _ => 1,
         };
         let context = Arc::new(context);
@@ -156,7 +185,7 @@ impl Writer {
                 jobs
             })
             .collect();
-        Writer { queues }
+        Writer { queues, backend }
     }
 
     /// How many tasks write side by side.
@@ -168,7 +197,9 @@ impl Writer {
     pub async fn write(&self, op: WriteOp) -> Result<WriteOutcome, DbErr> {
         let (reply, answer) = oneshot::channel();
         let queue = &self.queues[writer_of(&op.row_key(), self.queues.len())];
-        queue.send(Job { op, reply }).await.map_err(|_| DbErr::Custom("the writer has stopped".to_string()))?;
+        // Built here, on the caller's task: the writer's batches are a chain nothing overlaps.
+        let job = Job::new(self.backend, op, reply);
+        queue.send(job).await.map_err(|_| DbErr::Custom("the writer has stopped".to_string()))?;
         answer.await.map_err(|_| DbErr::Custom("the writer dropped a write".to_string()))?
     }
 }
@@ -239,10 +270,11 @@ async fn write_together(context: &WriterContext, jobs: &[Job]) -> Result<(Vec<Wr
     }
 }
 
-/// Writes with one statement ([`bulk::write`]) what many writes of a batch do alike: the rows of
-/// new calls (those without an Idempotency-Key), of the event log and of the sandbox's log, the
-/// state of transitions that publish nothing, and the sandbox's progress. Returns, per write,
-/// whether that part of it is done; [`apply`] does the rest.
+/// Writes with one statement ([`bulk::write_rows`]) what many writes of a batch do alike: the
+/// rows of new calls (those without an Idempotency-Key), of the event log and of the sandbox's
+/// log, the state of transitions that publish nothing, and the sandbox's progress, each from the
+/// fragment its caller built. Returns, per write, whether that part of it is done; [`apply`] does
+/// the rest.
 async fn write_in_bulk(conn: &impl ConnectionTrait, jobs: &[Job]) -> Result<Vec<bool>, DbErr> {
     // A call (or a sandbox call) written more than once in a batch gets its updates one by one,
     // in order: two transitions, or a transition of a row the same batch adds (on PostgreSQL, the
@@ -260,27 +292,20 @@ async fn write_in_bulk(conn: &impl ConnectionTrait, jobs: &[Job]) -> Result<Vec<
         *writes.entry(id).or_default() += 1;
     }
     let mut in_bulk = vec![false; jobs.len()];
-    let mut bulk = bulk::BulkWrite::default();
+    let mut rows = bulk::BulkRows::default();
     for (job, in_bulk) in jobs.iter().zip(in_bulk.iter_mut()) {
-        match &job.op {
-            WriteOp::InsertCall { row, idempotency: None } => bulk.new_calls.push(stored_row(row)),
-            WriteOp::LogEvent { event } => bulk.log_rows.push(event),
-            WriteOp::SandboxCall(row) => bulk.sandbox_rows.push(row),
-            WriteOp::Commit { record, state, published }
-                if published.is_empty() && writes_per_call.get(record.id.as_str()) == Some(&1) =>
-            {
-                bulk.states.push((record, state));
-            }
-            WriteOp::SandboxProgress { sid, acked_sequence, finished }
-                if writes_per_sandbox_call.get(sid.as_str()) == Some(&1) =>
-            {
-                bulk.progress.push((sid.as_str(), *acked_sequence, *finished));
-            }
-            _ => continue,
+        let Some(fragment) = &job.fragment else { continue };
+        let alone = match &job.op {
+            WriteOp::Commit { record, .. } => writes_per_call.get(record.id.as_str()) == Some(&1),
+            WriteOp::SandboxProgress { sid, .. } => writes_per_sandbox_call.get(sid.as_str()) == Some(&1),
+            _ => true,
+        };
+        if alone {
+            rows.push(fragment);
+            *in_bulk = true;
         }
-        *in_bulk = true;
     }
-    bulk::write(conn, &bulk, Utc::now()).await?;
+    bulk::write_rows(conn, rows).await?;
     Ok(in_bulk)
 }
 
@@ -645,7 +670,7 @@ mod tests {
 
     fn job(op: WriteOp) -> (Job, oneshot::Receiver<Result<WriteOutcome, DbErr>>) {
         let (reply, answer) = oneshot::channel();
-        (Job { op, reply }, answer)
+        (Job::new(DbBackend::Sqlite, op, reply), answer)
     }
 
     async fn writer_on_sqlite(dir: &tempfile::TempDir) -> (sea_orm::DatabaseConnection, WriterContext) {
@@ -680,6 +705,32 @@ mod tests {
             transcript_language: None,
             agent_config: serde_json::Value::Null,
         }
+    }
+
+    /// The writes that can go in a bulk write carry their row from the caller; a transition
+    /// that announces events, and a creation with an Idempotency-Key, are written on their own.
+    #[test]
+    fn a_write_carries_its_bulk_row_when_it_can_go_in_one() {
+        let state = || CallState::new(dialplane_actors::CallType::ClickToCall, false, Utc::now());
+        let quiet = WriteOp::Commit { record: record("call_a"), state: state(), published: Vec::new() };
+        let announcing =
+            WriteOp::Commit { record: record("call_a"), state: state(), published: vec![Lifecycle::Answered] };
+        let progress = WriteOp::SandboxProgress { sid: "SB1".into(), acked_sequence: 2, finished: true };
+        for op in [log_write("call_a"), quiet, progress] {
+            assert!(bulk_fragment(DbBackend::Sqlite, &op).is_some());
+        }
+        assert!(bulk_fragment(DbBackend::Sqlite, &announcing).is_none());
+        let row = crate::store::calls::new_row(&record("call_b"), None, &state());
+        let idempotency = Some(IdempotentRequest {
+            key: "k".into(),
+            request_hash: "h".into(),
+            response_status: 200,
+            response_body: "{}".into(),
+        });
+        assert!(
+            bulk_fragment(DbBackend::Sqlite, &WriteOp::InsertCall { row: row.clone(), idempotency: None }).is_some()
+        );
+        assert!(bulk_fragment(DbBackend::Sqlite, &WriteOp::InsertCall { row, idempotency }).is_none());
     }
 
     /// A batch with a failing write: the others are committed all the same, and only the
