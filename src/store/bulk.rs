@@ -4,12 +4,13 @@
 //! unpacks them (`jsonb_each` on SQLite, `jsonb_array_elements` on PostgreSQL). So each bulk write
 //! costs one hand-off to SQLite's thread (or one round trip to PostgreSQL) whatever its size and
 //! mix, and the statement's text does not depend on how many rows it writes, so it is prepared
-//! once per connection (on SQLite, once per mix of tables: at most 63 texts). A batch
+//! once per connection and mix of tables (at most 63 texts). A batch
 //! makes one bulk write before its other writes, and a second after them for the events its
 //! transitions announce.
 //!
-//! - SQLite runs, in one call, those of the six statements that have rows to write (sqlx runs a
-//!   query of several statements in order, binding each its own parameter).
+//! - Only the statements that have rows to write run (at most six).
+//! - SQLite runs them in one call (sqlx runs a query of several statements in order, binding each
+//!   its own parameter).
 //! - PostgreSQL takes one parameter set per statement, so there they are data-modifying CTEs of
 //!   one statement. They see the same snapshot: an update does not see a row inserted by the same
 //!   batch, and the writer keeps such updates out of the bulk write.
@@ -90,6 +91,10 @@ enum Part {
 }
 
 const PARTS: usize = 6;
+
+/// The parts in the order their statements run (and [`BulkRows`] keeps their documents).
+const PART_ORDER: [Part; PARTS] =
+    [Part::NewCalls, Part::LogRows, Part::SandboxRows, Part::States, Part::Progress, Part::OutboxRows];
 
 /// One row of a bulk write: the JSON object its statement unpacks. The writer's callers build
 /// their writes' fragments before queueing them ([`super::writer`]), so the writer, whose batches
@@ -187,41 +192,25 @@ pub async fn write_rows(conn: &impl ConnectionTrait, rows: BulkRows) -> Result<(
         return Ok(());
     }
     let backend = conn.get_database_backend();
-    let documents = rows.documents.map(|mut document| {
+    // Only the statements with rows to write. On SQLite each statement run is a result sent
+    // back from its thread and a wake-up of the writer; on PostgreSQL, whose writer plans each
+    // statement afresh, each is planned and run. A batch of creations fills three of the six.
+    let mut statements = Vec::with_capacity(PARTS);
+    let mut values = Vec::with_capacity(PARTS);
+    for (part, mut document) in PART_ORDER.into_iter().zip(rows.documents) {
         if document.is_empty() {
-            document.push('[');
+            continue;
         }
         document.push(']');
-        document
-    });
-    let statements = [
-        insert_sql::<call::Entity>(backend, 1)?,
-        insert_sql::<call_event::Entity>(backend, 2)?,
-        insert_sql::<sandbox_call::Entity>(backend, 3)?,
-        update_sql::<call::Entity>(backend, &[call::Column::Id, call::Column::WorkspaceId], &calls::STATE_COLUMNS, 4)?,
-        update_sql::<sandbox_call::Entity>(
-            backend,
-            &[sandbox_call::Column::Sid],
-            &[sandbox_call::Column::AckedSequence, sandbox_call::Column::Finished],
-            5,
-        )?,
-        insert_sql::<outbox::Entity>(backend, 6)?,
-    ];
+        statements.push(part_sql(backend, part, statements.len() + 1)?);
+        values.push(Value::from(document));
+    }
     let written = match backend {
         DbBackend::Sqlite => {
-            // Only the statements with rows to write: each one run is a result sent back from
-            // SQLite's thread, and a wake-up of the writer. A batch of creations uses three.
-            let (statements, values): (Vec<String>, Vec<Value>) = statements
-                .into_iter()
-                .zip(documents)
-                .filter(|(_, document)| document != "[]")
-                .map(|(sql, document)| (sql, Value::from(document)))
-                .unzip();
             let sql = statements.join(";\n");
             conn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?.rows_affected()
         }
         DbBackend::Postgres => {
-            let values: Vec<Value> = documents.into_iter().map(Value::from).collect();
             let ctes: Vec<String> =
                 statements.iter().enumerate().map(|(i, sql)| format!("w{i} AS ({sql} RETURNING 1)")).collect();
             let counts: Vec<String> = (0..statements.len()).map(|i| format!("(SELECT count(*) FROM w{i})")).collect();
@@ -238,6 +227,28 @@ pub async fn write_rows(conn: &impl ConnectionTrait, rows: BulkRows) -> Result<(
         )));
     }
     Ok(())
+}
+
+/// The statement of `part`, reading its rows from parameter `param`.
+fn part_sql(backend: DbBackend, part: Part, param: usize) -> Result<String, DbErr> {
+    match part {
+        Part::NewCalls => insert_sql::<call::Entity>(backend, param),
+        Part::LogRows => insert_sql::<call_event::Entity>(backend, param),
+        Part::SandboxRows => insert_sql::<sandbox_call::Entity>(backend, param),
+        Part::States => update_sql::<call::Entity>(
+            backend,
+            &[call::Column::Id, call::Column::WorkspaceId],
+            &calls::STATE_COLUMNS,
+            param,
+        ),
+        Part::Progress => update_sql::<sandbox_call::Entity>(
+            backend,
+            &[sandbox_call::Column::Sid],
+            &[sandbox_call::Column::AckedSequence, sandbox_call::Column::Finished],
+            param,
+        ),
+        Part::OutboxRows => insert_sql::<outbox::Entity>(backend, param),
+    }
 }
 
 /// `INSERT INTO table (columns) SELECT … FROM` the rows of parameter `param`. The columns are
