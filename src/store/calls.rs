@@ -14,7 +14,8 @@ use sea_orm::{
 
 use super::entities::{call, call_event, idempotency_key, recording, transcript};
 
-/// Returns the call row of a new call in `state`.
+/// Returns the call row of a new call in `state`, as stored: its first event, `call.queued`,
+/// is numbered 1.
 pub fn new_row(record: &CallRecord, callback_url: Option<String>, state: &CallState) -> call::Model {
     let mut row = call::Model {
         id: record.id.clone(),
@@ -38,7 +39,8 @@ pub fn new_row(record: &CallRecord, callback_url: Option<String>, state: &CallSt
         agent_config: record.agent_config.to_string(),
         state: String::new(),
         is_live: true,
-        event_seq: 0,
+        // `call.queued` is its first event, written with the row.
+        event_seq: 1,
         campaign_id: None,
         created_at: state.created_at,
         updated_at: state.created_at,

@@ -134,7 +134,7 @@ impl Job {
 /// that would not (a value a bulk write does not handle) is written on its own.
 fn bulk_fragment(backend: DbBackend, op: &WriteOp) -> Option<bulk::Fragment> {
     let fragment = match op {
-        WriteOp::InsertCall { row, idempotency: None } => bulk::new_call(backend, &stored_row(row)),
+        WriteOp::InsertCall { row, idempotency: None } => bulk::new_call(backend, row),
         WriteOp::LogEvent { event } => bulk::log_row(backend, event),
         WriteOp::SandboxCall(row) => bulk::sandbox_row(backend, row),
         WriteOp::Commit { record, state, published } if published.is_empty() => {
@@ -307,11 +307,6 @@ async fn write_in_bulk(conn: &impl ConnectionTrait, jobs: &[Job]) -> Result<Vec<
     }
     bulk::write_rows(conn, rows).await?;
     Ok(in_bulk)
-}
-
-/// A new call's row as stored: `call.queued` is its first event.
-fn stored_row(row: &call::Model) -> call::Model {
-    call::Model { event_seq: 1, ..row.clone() }
 }
 
 /// An event log row to insert one by one: the database numbers the log.
@@ -491,7 +486,6 @@ async fn insert_call(
             return Ok(calls::replay_or_reuse(existing, &request.request_hash));
         }
     }
-    let row = stored_row(row);
     if !row_written {
         calls::insert(conn, row.clone()).await?;
     }
@@ -504,7 +498,7 @@ async fn insert_call(
     };
     // The row may be stored already dialing (its first transition written with it); the event
     // tells of the call's acceptance, as the API's answer does: `queued`.
-    let queued = || events::call_data(&row, 1, Some(("status", serde_json::json!("queued"))));
+    let queued = || events::call_data(row, 1, Some(("status", serde_json::json!("queued"))));
     after.woken.extend(webhook_store::fan_out(conn, &context.subscriptions, event, queued).await?);
     if let Some(request) = idempotency {
         idempotency_key::ActiveModel {
