@@ -11,7 +11,7 @@ use tracing::{debug, error, warn};
 
 use super::CallRecord;
 use super::fsm::{self, CallState, Effect, Event, Lifecycle, Policy, StatusAnswer};
-use crate::ports::{CallStore, Carrier, Clock, LiveCounters, Transcriber};
+use crate::ports::{CallStore, Carrier, Clock, LiveCounters, Recording, Transcriber};
 use crate::supervisor::{CallRegistry, FINISHED, WatchdogDue};
 
 /// Everything a call actor needs from the outside world, shared by all calls.
@@ -44,6 +44,9 @@ pub struct CallActorArgs {
 pub enum CallMessage {
     /// Apply an event (a carrier callback, a finished stage, a watchdog tick).
     Apply(Event),
+    /// Apply `RecordingStored`, keeping the recording it stored for the transcription that
+    /// follows, so it is not read back from the store.
+    RecordingStored(Event, Box<Recording>),
     /// Reply with the current state.
     Snapshot(RpcReplyPort<CallState>),
 }
@@ -57,6 +60,10 @@ pub struct CallActorState {
     watchdog: Arc<WatchdogDue>,
     /// Effects committed with the call that `post_start` runs (taken, so empty afterwards).
     first_effects: Vec<Effect>,
+    /// The recording just stored, kept (boxed: most calls never have one here) only when the
+    /// call is to be transcribed, until transcription takes it. A call resumed from the store
+    /// has none, and transcription reads the recording back.
+    stored_recording: Option<Box<Recording>>,
 }
 
 /// Drives one call from `queued` to finished.
@@ -82,6 +89,7 @@ impl Actor for CallActor {
             deps: args.deps,
             watchdog,
             first_effects: args.effects,
+            stored_recording: None,
         })
     }
 
@@ -125,6 +133,14 @@ impl Actor for CallActor {
             // Boxed: the actor's task is sized for its largest future, and most live calls sit
             // idle, so a transition's future is allocated only while it runs.
             CallMessage::Apply(event) => Box::pin(apply_and_run(&myself, s, event)).await,
+            CallMessage::RecordingStored(event, recording) => {
+                if s.record.transcript_enabled {
+                    s.stored_recording = Some(recording);
+                }
+                Box::pin(apply_and_run(&myself, s, event)).await;
+                // Transcription took it if it started; a recording it did not take is let go.
+                s.stored_recording = None;
+            }
             CallMessage::Snapshot(reply) => {
                 let _ = reply.send(s.state.clone());
             }
@@ -173,7 +189,7 @@ async fn commit_with_retry(s: &CallActorState, next: &CallState, published: &[Li
     false
 }
 
-async fn run_effect(myself: &ActorRef<CallMessage>, s: &CallActorState, effect: Effect) {
+async fn run_effect(myself: &ActorRef<CallMessage>, s: &mut CallActorState, effect: Effect) {
     let deps = s.deps.clone();
     let record = s.record.clone();
     match effect {
@@ -204,14 +220,18 @@ async fn run_effect(myself: &ActorRef<CallMessage>, s: &CallActorState, effect: 
         Effect::FetchRecording { url } => {
             let myself = myself.clone();
             tokio::spawn(async move {
-                let event = fetch_recording(&deps, &record, &url).await;
-                let _ = myself.send_message(CallMessage::Apply(event));
+                let message = match fetch_recording(&deps, &record, &url).await {
+                    (event, Some(recording)) => CallMessage::RecordingStored(event, recording),
+                    (event, None) => CallMessage::Apply(event),
+                };
+                let _ = myself.send_message(message);
             });
         }
         Effect::Transcribe => {
             let myself = myself.clone();
+            let stored = s.stored_recording.take();
             tokio::spawn(async move {
-                let event = transcribe(&deps, &record).await;
+                let event = transcribe(&deps, &record, stored).await;
                 let _ = myself.send_message(CallMessage::Apply(event));
             });
         }
@@ -227,8 +247,9 @@ async fn run_effect(myself: &ActorRef<CallMessage>, s: &CallActorState, effect: 
     }
 }
 
-/// Fetches the recording from the carrier and stores it, retrying what may pass.
-async fn fetch_recording(deps: &CallDeps, record: &CallRecord, url: &str) -> Event {
+/// Fetches the recording from the carrier and stores it, retrying what may pass; with
+/// `RecordingStored` comes the recording stored.
+async fn fetch_recording(deps: &CallDeps, record: &CallRecord, url: &str) -> (Event, Option<Box<Recording>>) {
     let mut last_error = String::new();
     for attempt in 0..deps.stage_attempts {
         if attempt > 0 {
@@ -236,14 +257,14 @@ async fn fetch_recording(deps: &CallDeps, record: &CallRecord, url: &str) -> Eve
         }
         match deps.carrier.fetch_recording(record, url).await {
             Ok(recording) => match deps.store.save_recording(record, &recording).await {
-                Ok(()) => return Event::RecordingStored { at: deps.clock.now() },
+                Ok(()) => return (Event::RecordingStored { at: deps.clock.now() }, Some(Box::new(recording))),
                 Err(e) => last_error = e.to_string(),
             },
             Err(e) if e.is_retryable() => last_error = e.to_string(),
-            Err(e) => return Event::RecordingFailed { reason: e.to_string(), at: deps.clock.now() },
+            Err(e) => return (Event::RecordingFailed { reason: e.to_string(), at: deps.clock.now() }, None),
         }
     }
-    Event::RecordingFailed { reason: last_error, at: deps.clock.now() }
+    (Event::RecordingFailed { reason: last_error, at: deps.clock.now() }, None)
 }
 
 /// Asks the carrier about the call, retrying while it is unreachable; `Unknown` when it stays so.
@@ -266,9 +287,14 @@ async fn fetch_status(deps: &CallDeps, record: &CallRecord, provider_call_id: Op
     StatusAnswer::Unknown
 }
 
-/// Transcribes the stored recording and stores the transcript, retrying what may pass.
-async fn transcribe(deps: &CallDeps, record: &CallRecord) -> Event {
-    let recording = match deps.store.load_recording(&record.id).await {
+/// Transcribes the stored recording (`stored` when the actor still has it, else read back from
+/// the store) and stores the transcript, retrying what may pass.
+async fn transcribe(deps: &CallDeps, record: &CallRecord, stored: Option<Box<Recording>>) -> Event {
+    let loaded = match stored {
+        Some(recording) => Ok(Some(*recording)),
+        None => deps.store.load_recording(&record.id).await,
+    };
+    let recording = match loaded {
         Ok(Some(recording)) => recording,
         Ok(None) => return Event::TranscriptFailed { error: "recording not found".into(), at: deps.clock.now() },
         Err(e) => return Event::TranscriptFailed { error: e.to_string(), at: deps.clock.now() },

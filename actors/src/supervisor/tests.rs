@@ -10,7 +10,7 @@ use chrono::Utc;
 
 use super::*;
 use crate::CallType;
-use crate::call::fsm::{CallStatus, CarrierUpdate, Leg, LegStatus, Outcome, Policy, StatusAnswer};
+use crate::call::fsm::{CallStatus, CarrierUpdate, Leg, LegStatus, Outcome, Policy, StatusAnswer, TranscriptStatus};
 use crate::ports::*;
 
 struct FakeCarrier;
@@ -228,6 +228,81 @@ async fn a_call_created_dialing_is_placed_without_committing_dialing_again() {
     assert_eq!(first.status, CallStatus::Dialing);
     assert_eq!(first.provider_call_id.as_deref(), Some("P-call_created"));
     assert!(counters.live.lock().unwrap().contains("call_created"));
+    RootSupervisor::shutdown(root, &handle).await;
+}
+
+/// A carrier whose every call has a recording: the bytes `tape`.
+struct RecordingCarrier;
+
+#[async_trait]
+impl Carrier for RecordingCarrier {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+    async fn place_call(&self, call: &CallRecord) -> Result<PlacedCall, CarrierError> {
+        FakeCarrier.place_call(call).await
+    }
+    async fn fetch_recording(&self, _call: &CallRecord, _url: &str) -> Result<Recording, CarrierError> {
+        Ok(Recording { content_type: "audio/wav".into(), bytes: b"tape".to_vec() })
+    }
+    async fn fetch_status(&self, _call: &CallRecord, _id: Option<&str>) -> Result<StatusAnswer, CarrierError> {
+        Ok(StatusAnswer::Unknown)
+    }
+}
+
+/// Transcribes the recording `tape`, and nothing else.
+struct TapeTranscriber;
+
+#[async_trait]
+impl Transcriber for TapeTranscriber {
+    async fn transcribe(&self, _call: &CallRecord, recording: &Recording) -> Result<Transcript, TranscriptionError> {
+        if recording.bytes != b"tape" {
+            return Err(TranscriptionError { message: "not the tape".into(), retryable: false });
+        }
+        let outcomes = serde_json::Map::new();
+        Ok(Transcript {
+            language: "en".into(),
+            history: Vec::new(),
+            summary: "s".into(),
+            call_outcome: "c".into(),
+            outcomes,
+        })
+    }
+}
+
+/// The recording a call just stored goes to its transcription from the actor's hands: the fake
+/// store never gives a recording back, and the call is still transcribed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_recording_is_transcribed_without_reading_it_back() {
+    let store = Arc::new(FakeStore::default());
+    let counters = Arc::new(FakeCounters::default());
+    let registry = Arc::new(CallRegistry::default());
+    let mut deps = Arc::into_inner(deps(&store, &counters, &registry)).unwrap();
+    deps.carrier = Arc::new(RecordingCarrier);
+    deps.transcriber = Arc::new(TapeTranscriber);
+    let (root, handle) = RootSupervisor::start(Arc::new(deps)).await.unwrap();
+    let call = CallRecord { transcript_enabled: true, ..record("call_recorded") };
+    assert!(handle.start_call(call, CallState::new(CallType::ClickToCall, true, Utc::now())));
+    let status = |id: &str| store.calls.lock().unwrap().get(id).map(|(_, s, _)| s.clone());
+    eventually("the call to be placed", || status("call_recorded").is_some_and(|s| s.provider_call_id.is_some())).await;
+    for (sequence, leg, leg_status) in [
+        (1, Leg::Agent, LegStatus::Ringing),
+        (2, Leg::Agent, LegStatus::Answered),
+        (3, Leg::Customer, LegStatus::Ringing),
+        (4, Leg::Customer, LegStatus::Answered),
+    ] {
+        assert!(registry.deliver("call_recorded", carrier_update(sequence, leg, leg_status)));
+    }
+    let Event::Carrier(mut completed) = carrier_update(5, Leg::Customer, LegStatus::Completed) else { unreachable!() };
+    completed.recording_url = Some("https://carrier.example/recording.wav".into());
+    assert!(registry.deliver("call_recorded", Event::Carrier(completed)));
+    eventually("the transcript to settle", || {
+        status("call_recorded")
+            .is_some_and(|s| matches!(s.transcript, TranscriptStatus::Ready | TranscriptStatus::Failed))
+    })
+    .await;
+    let published = store.calls.lock().unwrap()["call_recorded"].2.clone();
+    assert!(published.contains(&Lifecycle::TranscriptReady), "published {published:?}");
     RootSupervisor::shutdown(root, &handle).await;
 }
 
