@@ -47,7 +47,9 @@ pub async fn sandbox_status(app: Arc<App>, signature: Option<String>, body: Byte
         telemetry::carrier_callback("sandbox", "unknown_call");
         return Err(ApiError::NotFound("Call not found".to_string()));
     };
-    let payload: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    // The body parsed as a callback, so it is JSON, and it carries no number or secret: it is
+    // logged as it came, not parsed again.
+    let payload = String::from_utf8_lossy(&body).into_owned();
     let kind = format!("{}.{}", callback.leg, callback.status);
     record_callback(&app, &call, "sandbox", kind, payload, vec![Event::Carrier(update)]).await?;
     Ok(received())
@@ -73,7 +75,7 @@ async fn record_callback(
     call: &CallOwner,
     carrier: &'static str,
     kind: String,
-    payload: Value,
+    payload: String,
     events: Vec<Event>,
 ) -> Result<(), ApiError> {
     let event = call_event::Model {
@@ -82,7 +84,7 @@ async fn record_callback(
         workspace_id: call.workspace_id.clone(),
         source: format!("carrier:{carrier}"),
         kind: kind.clone(),
-        payload: payload.to_string(),
+        payload,
         created_at: Utc::now(),
     };
     app.writer.write(WriteOp::LogEvent { event }).await?;
@@ -160,7 +162,7 @@ pub async fn twilio_callback(
             (format!("recording.{status}"), event.into_iter().collect())
         }
     };
-    record_callback(&app, &call, "twilio", kind, client::loggable(&pairs), events).await?;
+    record_callback(&app, &call, "twilio", kind, client::loggable(&pairs).to_string(), events).await?;
     Ok(received())
 }
 
@@ -205,7 +207,7 @@ pub async fn exotel_callback(
         callback.get("Status").and_then(Value::as_str).unwrap_or_default()
     );
     let events = updates.into_iter().map(Event::Carrier).collect();
-    record_callback(&app, &call, "exotel", kind, client::loggable_json(callback), events).await?;
+    record_callback(&app, &call, "exotel", kind, client::loggable_json(callback).to_string(), events).await?;
     Ok(received())
 }
 
@@ -283,7 +285,7 @@ pub async fn livekit_webhook(app: Arc<App>, authorization: Option<String>, body:
         _ => Vec::new(),
     };
     let kind = event.get("event").and_then(Value::as_str).unwrap_or("unknown").to_string();
-    record_callback(&app, &call, "livekit", kind, client::loggable_json(event), events).await?;
+    record_callback(&app, &call, "livekit", kind, client::loggable_json(event).to_string(), events).await?;
     Ok(received())
 }
 
