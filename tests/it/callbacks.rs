@@ -1,6 +1,8 @@
 //! Callbacks for every scripted sandbox outcome, their retries, and the carrier side: the event log
 //! and signature checks on `/providers/sandbox/status`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
@@ -224,5 +226,58 @@ async fn live_counters_return_to_zero_when_calls_end() {
     }
     let metrics = server.http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("dialplane_live_calls"), "{metrics}");
+    server.stop().await;
+}
+
+/// A receiver that holds every request until `release_at` are in flight at once (or three
+/// seconds pass), and notes the most it saw in flight.
+async fn holding_receiver(release_at: usize) -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    use warp::Filter;
+    let (in_flight, most, answered) =
+        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (f, m, a) = (in_flight.clone(), most.clone(), Arc::clone(&answered));
+    let route = warp::post().and(warp::body::bytes()).then(move |_body: bytes::Bytes| {
+        let (f, m, a) = (f.clone(), m.clone(), Arc::clone(&a));
+        async move {
+            let now = f.fetch_add(1, Ordering::SeqCst) + 1;
+            m.fetch_max(now, Ordering::SeqCst);
+            let started = tokio::time::Instant::now();
+            while m.load(Ordering::SeqCst) < release_at && started.elapsed() < Duration::from_secs(3) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            f.fetch_sub(1, Ordering::SeqCst);
+            a.fetch_add(1, Ordering::SeqCst);
+            warp::reply::with_status("ok", warp::http::StatusCode::OK)
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    (url, most, answered)
+}
+
+/// Callbacks go out many at once: a slow receiver holds more than one round of the old width
+/// (32) of deliveries in flight, so one slow receiver cannot keep a busy engine's callbacks
+/// queued behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_to_a_slow_receiver_are_delivered_many_at_once() {
+    const CALLS: usize = 64;
+    const RELEASE_AT: usize = 40;
+    let server = TestServer::start().await;
+    let token = server.token().await;
+    let (url, most, answered) = holding_receiver(RELEASE_AT).await;
+    // 0003: the carrier rejects the call at once, and two callbacks follow.
+    let creations = (0..CALLS).map(|_| server.click2call(&token, seed_request("919999990003", &url)));
+    futures::future::join_all(creations).await;
+    let started = tokio::time::Instant::now();
+    while answered.load(Ordering::SeqCst) < 2 * CALLS {
+        assert!(started.elapsed() < Duration::from_secs(60), "{} callbacks answered", answered.load(Ordering::SeqCst));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        most.load(Ordering::SeqCst) >= RELEASE_AT,
+        "at most {} callbacks were in flight",
+        most.load(Ordering::SeqCst)
+    );
     server.stop().await;
 }
