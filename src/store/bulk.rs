@@ -4,11 +4,11 @@
 //! unpacks them (`jsonb_each` on SQLite, `jsonb_array_elements` on PostgreSQL). So each bulk write
 //! costs one hand-off to SQLite's thread (or one round trip to PostgreSQL) whatever its size and
 //! mix, and the statement's text does not depend on how many rows it writes, so it is prepared
-//! once per connection and mix of tables (at most 63 texts). A batch
+//! once per connection and mix of tables (at most 127 texts). A batch
 //! makes one bulk write before its other writes, and a second after them for the events its
 //! transitions announce.
 //!
-//! - Only the statements that have rows to write run (at most six).
+//! - Only the statements that have rows to write run (at most seven).
 //! - SQLite runs them in one call (sqlx runs a query of several statements in order, binding each
 //!   its own parameter).
 //! - PostgreSQL takes one parameter set per statement, so there they are data-modifying CTEs of
@@ -51,6 +51,8 @@ pub struct BulkWrite<'a> {
     pub progress: Vec<(&'a str, i32, bool)>,
     /// Messages for the outbox (the database numbers them).
     pub outbox_rows: Vec<&'a outbox::Model>,
+    /// `callback_url` messages delivered: (id, the attempt's number, status code, when).
+    pub delivered: Vec<(i32, i32, u16, DateTime<Utc>)>,
 }
 
 impl BulkWrite<'_> {
@@ -75,11 +77,14 @@ impl BulkWrite<'_> {
         for row in &self.outbox_rows {
             rows.push(&outbox_row(backend, row)?);
         }
+        for (id, attempts, status_code, at) in &self.delivered {
+            rows.push(&delivered_update(backend, *id, *attempts, *status_code, *at)?);
+        }
         Ok(rows)
     }
 }
 
-/// The six statements of a bulk write, in the order they run.
+/// The seven statements of a bulk write, in the order they run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Part {
     NewCalls,
@@ -88,13 +93,24 @@ enum Part {
     States,
     Progress,
     OutboxRows,
+    /// `callback_url` messages delivered (the attempt that delivered each).
+    Delivered,
 }
 
-const PARTS: usize = 6;
+const PARTS: usize = 7;
 
 /// The parts in the order their statements run (and [`BulkRows`] keeps their documents).
 const PART_ORDER: [Part; PARTS] =
-    [Part::NewCalls, Part::LogRows, Part::SandboxRows, Part::States, Part::Progress, Part::OutboxRows];
+    [Part::NewCalls, Part::LogRows, Part::SandboxRows, Part::States, Part::Progress, Part::OutboxRows, Part::Delivered];
+
+/// The columns a delivered message's row gets, besides its id.
+const DELIVERED_COLUMNS: [outbox::Column; 5] = [
+    outbox::Column::Attempts,
+    outbox::Column::Status,
+    outbox::Column::LastStatusCode,
+    outbox::Column::LastError,
+    outbox::Column::DeliveredAt,
+];
 
 /// One row of a bulk write: the JSON object its statement unpacks. The writer's callers build
 /// their writes' fragments before queueing them ([`super::writer`]), so the writer, whose batches
@@ -151,7 +167,23 @@ pub fn progress_update(backend: DbBackend, sid: &str, acked: i32, finished: bool
     Ok(Fragment { part: Part::Progress, json: object(backend, columns)? })
 }
 
-/// The rows of one bulk write, as the six JSON documents its statements unpack.
+/// An outbox message delivered by its attempt number `attempts`, with `status_code`, at `at`
+/// (what [`super::outbox::record_attempt`] writes for a delivery).
+pub fn delivered_update(
+    backend: DbBackend,
+    id: i32,
+    attempts: i32,
+    status_code: u16,
+    at: DateTime<Utc>,
+) -> Result<Fragment, DbErr> {
+    let values: [Value; 5] =
+        [attempts.into(), "delivered".into(), i32::from(status_code).into(), Option::<String>::None.into(), at.into()];
+    let columns =
+        std::iter::once((outbox::Column::Id, Value::from(id))).chain(DELIVERED_COLUMNS.into_iter().zip(values));
+    Ok(Fragment { part: Part::Delivered, json: object(backend, columns)? })
+}
+
+/// The rows of one bulk write, as the seven JSON documents its statements unpack.
 #[derive(Default)]
 pub struct BulkRows {
     documents: [String; PARTS],
@@ -194,7 +226,7 @@ pub async fn write_rows(conn: &impl ConnectionTrait, rows: BulkRows) -> Result<(
     let backend = conn.get_database_backend();
     // Only the statements with rows to write. On SQLite each statement run is a result sent
     // back from its thread and a wake-up of the writer; on PostgreSQL, whose writer plans each
-    // statement afresh, each is planned and run. A batch of creations fills three of the six.
+    // statement afresh, each is planned and run. A batch of creations fills three of the seven.
     let mut statements = Vec::with_capacity(PARTS);
     let mut values = Vec::with_capacity(PARTS);
     for (part, mut document) in PART_ORDER.into_iter().zip(rows.documents) {
@@ -248,6 +280,7 @@ fn part_sql(backend: DbBackend, part: Part, param: usize) -> Result<String, DbEr
             param,
         ),
         Part::OutboxRows => insert_sql::<outbox::Entity>(backend, param),
+        Part::Delivered => update_sql::<outbox::Entity>(backend, &[outbox::Column::Id], &DELIVERED_COLUMNS, param),
     }
 }
 

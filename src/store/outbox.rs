@@ -32,14 +32,14 @@ pub enum AttemptResult {
     Failed { status_code: Option<u16>, error: String },
 }
 
-/// Records the result of attempt number `attempts` of delivery `id`.
+/// Records the result of attempt number `attempts` of delivery `id`, made at `now`.
 pub async fn record_attempt(
     db: &impl ConnectionTrait,
     id: i32,
     attempts: i32,
     result: &AttemptResult,
+    now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let now = Utc::now();
     let update = outbox::Entity::update_many()
         .filter(outbox::Column::Id.eq(id))
         .col_expr(outbox::Column::Attempts, Expr::value(attempts));

@@ -143,6 +143,9 @@ fn bulk_fragment(backend: DbBackend, op: &WriteOp) -> Option<bulk::Fragment> {
         WriteOp::SandboxProgress { sid, acked_sequence, finished } => {
             bulk::progress_update(backend, sid, *acked_sequence, *finished)
         }
+        WriteOp::CallbackAttempt { id, attempts, result: AttemptResult::Delivered { status_code } } => {
+            bulk::delivered_update(backend, *id, *attempts, *status_code, Utc::now())
+        }
         _ => return None,
     };
     fragment.inspect_err(|e| warn!(error = %e, "a write is not put in a bulk write")).ok()
@@ -428,6 +431,7 @@ async fn apply(
         | WriteOp::SandboxCall(_)
         | WriteOp::Commit { .. }
         | WriteOp::SandboxProgress { .. }
+        | WriteOp::CallbackAttempt { .. }
             if in_bulk =>
         {
             Ok(WriteOutcome::Done)
@@ -457,7 +461,7 @@ async fn apply(
             Ok(WriteOutcome::Done)
         }
         WriteOp::CallbackAttempt { id, attempts, result } => {
-            super::outbox::record_attempt(conn, *id, *attempts, result).await?;
+            super::outbox::record_attempt(conn, *id, *attempts, result, Utc::now()).await?;
             Ok(WriteOutcome::Done)
         }
         WriteOp::SandboxProgress { sid, acked_sequence, finished } => {
@@ -702,7 +706,8 @@ mod tests {
     }
 
     /// The writes that can go in a bulk write carry their row from the caller; a transition
-    /// that announces events, and a creation with an Idempotency-Key, are written on their own.
+    /// that announces events, a creation with an Idempotency-Key, and a delivery attempt that
+    /// failed are written on their own.
     #[test]
     fn a_write_carries_its_bulk_row_when_it_can_go_in_one() {
         let state = || CallState::new(dialplane_actors::CallType::ClickToCall, false, Utc::now());
@@ -710,10 +715,18 @@ mod tests {
         let announcing =
             WriteOp::Commit { record: record("call_a"), state: state(), published: vec![Lifecycle::Answered] };
         let progress = WriteOp::SandboxProgress { sid: "SB1".into(), acked_sequence: 2, finished: true };
-        for op in [log_write("call_a"), quiet, progress] {
+        let delivered =
+            WriteOp::CallbackAttempt { id: 1, attempts: 1, result: AttemptResult::Delivered { status_code: 200 } };
+        for op in [log_write("call_a"), quiet, progress, delivered] {
             assert!(bulk_fragment(DbBackend::Sqlite, &op).is_some());
         }
         assert!(bulk_fragment(DbBackend::Sqlite, &announcing).is_none());
+        // A failed attempt (rarer) is written on its own.
+        let failed = AttemptResult::Failed { status_code: Some(500), error: "boom".into() };
+        assert!(
+            bulk_fragment(DbBackend::Sqlite, &WriteOp::CallbackAttempt { id: 1, attempts: 1, result: failed })
+                .is_none()
+        );
         let row = crate::store::calls::new_row(&record("call_b"), None, &state());
         let idempotency = Some(IdempotentRequest {
             key: "k".into(),

@@ -6,6 +6,7 @@ use chrono::{TimeZone, Utc};
 use dialplane::store::bulk::{self, BulkWrite};
 use dialplane::store::calls;
 use dialplane::store::entities::{call, call_event, outbox, sandbox_call};
+use dialplane::store::outbox::{self as outbox_store, AttemptResult};
 use dialplane_actors::fsm::{CallState, CallStatus};
 use dialplane_actors::{CallRecord, CallType};
 use sea_orm::{
@@ -177,12 +178,21 @@ async fn bulk_written_rows_are_stored_exactly_as_sea_orm_stores_them() {
         .exec(&db)
         .await
         .unwrap();
+    let message_id = |message_id: &'static str| {
+        let db = db.clone();
+        async move {
+            outbox::Entity::find().filter(outbox::Column::MessageId.eq(message_id)).one(&db).await.unwrap().unwrap().id
+        }
+    };
+    let delivered = AttemptResult::Delivered { status_code: 204 };
+    outbox_store::record_attempt(&db, message_id("msg_orm").await, 1, &delivered, odd_time()).await.unwrap();
     let bulk_record = record("call_bulk");
     write_in_bulk(
         &db,
         &BulkWrite {
             states: vec![(&bulk_record, &placed)],
             progress: vec![("SB_bulk", 7, true)],
+            delivered: vec![(message_id("msg_bulk").await, 1, 204, odd_time())],
             ..Default::default()
         },
     )
@@ -190,6 +200,11 @@ async fn bulk_written_rows_are_stored_exactly_as_sea_orm_stores_them() {
     .unwrap();
     assert_eq!(call_row("call_bulk").await, call_row("call_orm").await, "an updated call");
     assert_eq!(sandbox_row("SB_bulk").await, sandbox_row("SB_orm").await, "an updated sandbox call");
+    assert_eq!(message_row("msg_bulk").await, message_row("msg_orm").await, "a message delivered");
+    assert_eq!(
+        outbox::Entity::find_by_id(message_id("msg_bulk").await).one(&db).await.unwrap().unwrap().status,
+        "delivered"
+    );
     let (_, state) = calls::record_of(&read("call_bulk").await.unwrap().unwrap()).unwrap();
     assert_eq!(state, placed);
 }
