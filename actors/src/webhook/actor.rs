@@ -1,8 +1,10 @@
 //! The WebhookSubscriptionActor: drains one subscription's outbox. It keeps at most
 //! `max_in_flight` requests open to its endpoint (so a slow or dead endpoint only ever ties up its
-//! own actor), delivers the messages of one call in order, applies [`fsm::decide`] to every attempt
-//! and records the result before looking for more work. It wakes when told new messages were
-//! committed, when the earliest retry falls due, and on a slow poll as a safety net.
+//! own actor), delivers the messages of one call in order, and applies [`fsm::decide`] to every
+//! attempt. A message holds its slot until its result is recorded, so the next message of its call
+//! waits for that; the records of different messages are written side by side, not one after the
+//! other in the actor's turn (each is a group commit, milliseconds long). It wakes when told new
+//! messages were committed, when the earliest retry falls due, and on a slow poll as a safety net.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -38,6 +40,8 @@ pub enum WebhookMessage {
     Reload,
     /// An attempt finished.
     Attempted { message: Box<OutboundMessage>, report: Box<AttemptReport> },
+    /// An attempt's result was recorded (`recorded`), or could not be: its slot is free again.
+    Recorded { row_id: i64, recorded: bool },
 }
 
 /// State of a subscription actor.
@@ -103,6 +107,14 @@ impl Actor for WebhookSubscriptionActor {
             }
             WebhookMessage::Reload => reload(&myself, s).await,
             WebhookMessage::Attempted { message, report } => attempted(&myself, s, *message, *report).await,
+            WebhookMessage::Recorded { row_id, recorded } => {
+                s.in_flight.remove(&row_id);
+                if !recorded {
+                    // The row stays pending as it was; read the outbox again before going on.
+                    s.stale = true;
+                }
+                drain(&myself, s).await;
+            }
         }
         Ok(())
     }
@@ -188,14 +200,14 @@ fn startable(s: &WebhookState, now: Timestamp) -> usize {
     s.buffer.iter().filter(|m| lines.insert(m.line.as_str()) && m.next_attempt_at <= now).count()
 }
 
-/// Applies the rules to a finished attempt, records it, and looks for more work.
+/// Applies the rules to a finished attempt and records the result in a task of its own, which
+/// frees the message's slot ([`WebhookMessage::Recorded`]) once the record is written.
 async fn attempted(
     myself: &ActorRef<WebhookMessage>,
     s: &mut WebhookState,
     message: OutboundMessage,
     report: AttemptReport,
 ) {
-    s.in_flight.remove(&message.row_id);
     let now = s.deps.clock.now();
     let attempts = message.attempts + 1;
     let decision = fsm::decide(
@@ -210,12 +222,18 @@ async fn attempted(
         // The message stays in line (retried later, or given up): the buffer must be read again.
         s.stale = true;
     }
-    if let Err(e) = s.deps.outbox.record_attempt(&message, &report, &decision.fate, now).await {
-        // The row stays pending as it was; the next poll attempts it again.
-        s.stale = true;
-        warn!(subscription.id = %s.subscription_id, message.id = %message.message_id, error = %e, "delivery attempt could not be recorded");
-        return;
-    }
+    let (outbox, actor, fate, subscription_id) =
+        (s.deps.outbox.clone(), myself.clone(), decision.fate.clone(), s.subscription_id.clone());
+    tokio::spawn(async move {
+        let recorded = match outbox.record_attempt(&message, &report, &fate, now).await {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(subscription.id = %subscription_id, message.id = %message.message_id, error = %e, "delivery attempt could not be recorded");
+                false
+            }
+        };
+        let _ = actor.send_message(WebhookMessage::Recorded { row_id: message.row_id, recorded });
+    });
     if decision.health != s.health {
         match s
             .deps
@@ -230,7 +248,6 @@ async fn attempted(
     if s.health.disabled {
         warn!(subscription.id = %s.subscription_id, reason = ?decision.disabled_reason, "webhook endpoint disabled");
         myself.stop(Some(RETIRED.to_string()));
-        return;
     }
-    drain(myself, s).await;
+    // More work is looked for once the record frees the message's slot.
 }

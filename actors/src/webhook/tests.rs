@@ -286,3 +286,74 @@ async fn an_endpoint_failing_for_the_whole_period_is_disabled_once_and_its_actor
     drop(memory);
     supervisor.stop(None);
 }
+
+/// An outbox whose records take 100 ms each, counting how many are being written at once.
+struct SlowRecords {
+    outbox: Arc<FakeOutbox>,
+    writing: Mutex<(usize, usize)>,
+}
+
+#[async_trait]
+impl WebhookOutbox for SlowRecords {
+    async fn health(&self, subscription_id: &str) -> Result<Option<EndpointHealth>, StoreError> {
+        self.outbox.health(subscription_id).await
+    }
+
+    async fn pending(&self, subscription_id: &str, limit: u64) -> Result<Vec<OutboundMessage>, StoreError> {
+        self.outbox.pending(subscription_id, limit).await
+    }
+
+    async fn record_attempt(
+        &self,
+        message: &OutboundMessage,
+        report: &AttemptReport,
+        fate: &MessageFate,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        {
+            let mut writing = self.writing.lock().unwrap();
+            writing.0 += 1;
+            writing.1 = writing.1.max(writing.0);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.writing.lock().unwrap().0 -= 1;
+        self.outbox.record_attempt(message, report, fate, at).await
+    }
+
+    async fn save_health(
+        &self,
+        subscription_id: &str,
+        health: &EndpointHealth,
+        disabled_reason: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.outbox.save_health(subscription_id, health, disabled_reason, at).await
+    }
+}
+
+/// The results of attempts to one endpoint are recorded side by side, up to `max_in_flight` at
+/// once: a record is a group commit, and written one after another in the actor's turn they held
+/// each subscription to one delivery per commit (about 280 a second, BENCHMARKS.md).
+#[tokio::test(start_paused = true)]
+async fn attempts_to_one_endpoint_are_recorded_side_by_side() {
+    let outbox = Arc::new(FakeOutbox::default());
+    for n in 0..20 {
+        outbox.add("healthy", &format!("call_{n}"), &format!("msg_{n}"), epoch());
+    }
+    let slow = Arc::new(SlowRecords { outbox: outbox.clone(), writing: Mutex::new((0, 0)) });
+    let deps = Arc::new(WebhookDeps {
+        outbox: slow.clone(),
+        sender: Arc::new(ScriptedEndpoints::default()),
+        clock: PausedClock::new(),
+        policy: DeliveryPolicy::svix(1.0, Duration::from_secs(365 * 86_400)),
+        max_in_flight: 4,
+        poll_interval: Duration::from_secs(30),
+    });
+    let (supervisor, _) = Actor::spawn(None, WebhookSupervisor, (deps, vec!["healthy".to_string()])).await.unwrap();
+    let all_delivered = || (0..20).all(|n| outbox.fate(&format!("msg_{n}")) == Some(MessageFate::Delivered));
+    wait_until(Duration::from_secs(60), all_delivered).await;
+    assert!(all_delivered());
+    let most_at_once = slow.writing.lock().unwrap().1;
+    assert_eq!(most_at_once, 4, "records written at once: {most_at_once}");
+    supervisor.stop(None);
+}
