@@ -41,7 +41,8 @@ pub enum WebhookMessage {
     /// An attempt finished.
     Attempted { message: Box<OutboundMessage>, report: Box<AttemptReport> },
     /// An attempt's result was recorded (`recorded`), or could not be: its slot is free again.
-    Recorded { row_id: i64, recorded: bool },
+    /// `delivered` says whether the attempt delivered the message; if not, it is still in line.
+    Recorded { row_id: i64, recorded: bool, delivered: bool },
 }
 
 /// State of a subscription actor.
@@ -107,10 +108,12 @@ impl Actor for WebhookSubscriptionActor {
             }
             WebhookMessage::Reload => reload(&myself, s).await,
             WebhookMessage::Attempted { message, report } => attempted(&myself, s, *message, *report).await,
-            WebhookMessage::Recorded { row_id, recorded } => {
+            WebhookMessage::Recorded { row_id, recorded, delivered } => {
                 s.in_flight.remove(&row_id);
-                if !recorded {
-                    // The row stays pending as it was; read the outbox again before going on.
+                if !recorded || !delivered {
+                    // The message is still in line (to be retried, or pending as it was), and a
+                    // read of the outbox made while it was in flight left it out of the buffer:
+                    // read again before its call's next message can start.
                     s.stale = true;
                 }
                 drain(&myself, s).await;
@@ -218,10 +221,9 @@ async fn attempted(
         now,
         fsm::jitter(&message.message_id, attempts),
     );
-    if decision.fate != fsm::MessageFate::Delivered {
-        // The message stays in line (retried later, or given up): the buffer must be read again.
-        s.stale = true;
-    }
+    // A message not delivered stays in line (retried later, or given up): the buffer is read
+    // again once its record is written ([`WebhookMessage::Recorded`]).
+    let delivered = decision.fate == fsm::MessageFate::Delivered;
     let (outbox, actor, fate, subscription_id) =
         (s.deps.outbox.clone(), myself.clone(), decision.fate.clone(), s.subscription_id.clone());
     tokio::spawn(async move {
@@ -232,7 +234,7 @@ async fn attempted(
                 false
             }
         };
-        let _ = actor.send_message(WebhookMessage::Recorded { row_id: message.row_id, recorded });
+        let _ = actor.send_message(WebhookMessage::Recorded { row_id: message.row_id, recorded, delivered });
     });
     if decision.health != s.health {
         match s

@@ -357,3 +357,33 @@ async fn attempts_to_one_endpoint_are_recorded_side_by_side() {
     assert_eq!(most_at_once, 4, "records written at once: {most_at_once}");
     supervisor.stop(None);
 }
+
+/// A call's messages stay in order when the outbox is read again while a failed attempt's record
+/// is still being written: new messages keep waking the actor, and each wake may read the outbox,
+/// which then leaves out the message in flight.
+#[tokio::test(start_paused = true)]
+async fn a_retried_message_keeps_its_place_while_its_record_is_written() {
+    let outbox = Arc::new(FakeOutbox::default());
+    for n in 0..3 {
+        outbox.add("flaky", "call_1", &format!("msg_{n}"), epoch());
+    }
+    let slow = Arc::new(SlowRecords { outbox: outbox.clone(), writing: Mutex::new((0, 0)) });
+    let endpoints = Arc::new(ScriptedEndpoints::default());
+    let deps = Arc::new(WebhookDeps {
+        outbox: slow,
+        sender: endpoints.clone(),
+        clock: PausedClock::new(),
+        policy: DeliveryPolicy::svix(1.0, Duration::from_secs(365 * 86_400)),
+        max_in_flight: 4,
+        poll_interval: Duration::from_secs(30),
+    });
+    let (supervisor, _) = Actor::spawn(None, WebhookSupervisor, (deps, vec!["flaky".to_string()])).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while outbox.fate("msg_2") != Some(MessageFate::Delivered) && tokio::time::Instant::now() < deadline {
+        supervisor.cast(WebhookSupervisorMessage::Wake(vec!["flaky".to_string()])).unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = endpoints.started.lock().unwrap().clone();
+    assert_eq!(started, ["msg_0", "msg_0", "msg_1", "msg_1", "msg_2", "msg_2"]);
+    supervisor.stop(None);
+}
