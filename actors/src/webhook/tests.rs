@@ -176,7 +176,7 @@ impl WebhookSender for ScriptedEndpoints {
 }
 
 async fn start(
-    outbox: Arc<FakeOutbox>,
+    outbox: Arc<dyn WebhookOutbox>,
     endpoints: Arc<ScriptedEndpoints>,
     policy: DeliveryPolicy,
     subscriptions: &[&str],
@@ -341,15 +341,8 @@ async fn attempts_to_one_endpoint_are_recorded_side_by_side() {
         outbox.add("healthy", &format!("call_{n}"), &format!("msg_{n}"), epoch());
     }
     let slow = Arc::new(SlowRecords { outbox: outbox.clone(), writing: Mutex::new((0, 0)) });
-    let deps = Arc::new(WebhookDeps {
-        outbox: slow.clone(),
-        sender: Arc::new(ScriptedEndpoints::default()),
-        clock: PausedClock::new(),
-        policy: DeliveryPolicy::svix(1.0, Duration::from_secs(365 * 86_400)),
-        max_in_flight: 4,
-        poll_interval: Duration::from_secs(30),
-    });
-    let (supervisor, _) = Actor::spawn(None, WebhookSupervisor, (deps, vec!["healthy".to_string()])).await.unwrap();
+    let policy = DeliveryPolicy::svix(1.0, Duration::from_secs(365 * 86_400));
+    let supervisor = start(slow.clone(), Arc::new(ScriptedEndpoints::default()), policy, &["healthy"]).await;
     let all_delivered = || (0..20).all(|n| outbox.fate(&format!("msg_{n}")) == Some(MessageFate::Delivered));
     wait_until(Duration::from_secs(60), all_delivered).await;
     assert!(all_delivered());
@@ -369,15 +362,8 @@ async fn a_retried_message_keeps_its_place_while_its_record_is_written() {
     }
     let slow = Arc::new(SlowRecords { outbox: outbox.clone(), writing: Mutex::new((0, 0)) });
     let endpoints = Arc::new(ScriptedEndpoints::default());
-    let deps = Arc::new(WebhookDeps {
-        outbox: slow,
-        sender: endpoints.clone(),
-        clock: PausedClock::new(),
-        policy: DeliveryPolicy::svix(1.0, Duration::from_secs(365 * 86_400)),
-        max_in_flight: 4,
-        poll_interval: Duration::from_secs(30),
-    });
-    let (supervisor, _) = Actor::spawn(None, WebhookSupervisor, (deps, vec!["flaky".to_string()])).await.unwrap();
+    let policy = DeliveryPolicy::svix(1.0, Duration::from_secs(365 * 86_400));
+    let supervisor = start(slow, endpoints.clone(), policy, &["flaky"]).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while outbox.fate("msg_2") != Some(MessageFate::Delivered) && tokio::time::Instant::now() < deadline {
         supervisor.cast(WebhookSupervisorMessage::Wake(vec!["flaky".to_string()])).unwrap();
