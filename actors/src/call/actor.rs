@@ -44,8 +44,8 @@ pub struct CallActorArgs {
 pub enum CallMessage {
     /// Apply an event (a carrier callback, a finished stage, a watchdog tick).
     Apply(Event),
-    /// Apply `RecordingStored`, keeping the recording it stored for the transcription that
-    /// follows, so it is not read back from the store.
+    /// Apply `RecordingStored` of a call to be transcribed, keeping the recording it stored for
+    /// the transcription that follows, so it is not read back from the store.
     RecordingStored(Event, Box<Recording>),
     /// Reply with the current state.
     Snapshot(RpcReplyPort<CallState>),
@@ -134,9 +134,7 @@ impl Actor for CallActor {
             // idle, so a transition's future is allocated only while it runs.
             CallMessage::Apply(event) => Box::pin(apply_and_run(&myself, s, event)).await,
             CallMessage::RecordingStored(event, recording) => {
-                if s.record.transcript_enabled {
-                    s.stored_recording = Some(recording);
-                }
+                s.stored_recording = Some(recording);
                 Box::pin(apply_and_run(&myself, s, event)).await;
                 // Transcription took it if it started; a recording it did not take is let go.
                 s.stored_recording = None;
@@ -220,9 +218,12 @@ async fn run_effect(myself: &ActorRef<CallMessage>, s: &mut CallActorState, effe
         Effect::FetchRecording { url } => {
             let myself = myself.clone();
             tokio::spawn(async move {
+                // The recording goes back to the actor only for the transcription that follows.
                 let message = match fetch_recording(&deps, &record, &url).await {
-                    (event, Some(recording)) => CallMessage::RecordingStored(event, recording),
-                    (event, None) => CallMessage::Apply(event),
+                    (event, Some(recording)) if record.transcript_enabled => {
+                        CallMessage::RecordingStored(event, recording)
+                    }
+                    (event, _) => CallMessage::Apply(event),
                 };
                 let _ = myself.send_message(message);
             });

@@ -13,7 +13,11 @@ use crate::CallType;
 use crate::call::fsm::{CallStatus, CarrierUpdate, Leg, LegStatus, Outcome, Policy, StatusAnswer, TranscriptStatus};
 use crate::ports::*;
 
-struct FakeCarrier;
+/// Places every call; serves `recording` as every call's recording, or refuses without one.
+#[derive(Default)]
+struct FakeCarrier {
+    recording: Option<&'static [u8]>,
+}
 
 #[async_trait]
 impl Carrier for FakeCarrier {
@@ -24,7 +28,10 @@ impl Carrier for FakeCarrier {
         Ok(PlacedCall { provider_call_id: format!("P-{}", call.id) })
     }
     async fn fetch_recording(&self, _call: &CallRecord, _url: &str) -> Result<Recording, CarrierError> {
-        Err(CarrierError::Rejected("no recordings here".into()))
+        match self.recording {
+            Some(bytes) => Ok(Recording { content_type: "audio/wav".into(), bytes: bytes.to_vec() }),
+            None => Err(CarrierError::Rejected("no recordings here".into())),
+        }
     }
     async fn fetch_status(&self, _call: &CallRecord, _id: Option<&str>) -> Result<StatusAnswer, CarrierError> {
         Ok(StatusAnswer::Unknown)
@@ -121,7 +128,7 @@ fn record(id: &str) -> CallRecord {
 /// Call dependencies on the fakes above, with a fast watchdog and one attempt per stage.
 fn deps(store: &Arc<FakeStore>, counters: &Arc<FakeCounters>, registry: &Arc<CallRegistry>) -> Arc<CallDeps> {
     Arc::new(CallDeps {
-        carrier: Arc::new(FakeCarrier),
+        carrier: Arc::new(FakeCarrier::default()),
         store: store.clone(),
         counters: counters.clone(),
         transcriber: Arc::new(NoTranscriber),
@@ -231,25 +238,6 @@ async fn a_call_created_dialing_is_placed_without_committing_dialing_again() {
     RootSupervisor::shutdown(root, &handle).await;
 }
 
-/// A carrier whose every call has a recording: the bytes `tape`.
-struct RecordingCarrier;
-
-#[async_trait]
-impl Carrier for RecordingCarrier {
-    fn name(&self) -> &'static str {
-        "fake"
-    }
-    async fn place_call(&self, call: &CallRecord) -> Result<PlacedCall, CarrierError> {
-        FakeCarrier.place_call(call).await
-    }
-    async fn fetch_recording(&self, _call: &CallRecord, _url: &str) -> Result<Recording, CarrierError> {
-        Ok(Recording { content_type: "audio/wav".into(), bytes: b"tape".to_vec() })
-    }
-    async fn fetch_status(&self, _call: &CallRecord, _id: Option<&str>) -> Result<StatusAnswer, CarrierError> {
-        Ok(StatusAnswer::Unknown)
-    }
-}
-
 /// Transcribes the recording `tape`, and nothing else.
 struct TapeTranscriber;
 
@@ -278,7 +266,7 @@ async fn a_stored_recording_is_transcribed_without_reading_it_back() {
     let counters = Arc::new(FakeCounters::default());
     let registry = Arc::new(CallRegistry::default());
     let mut deps = Arc::into_inner(deps(&store, &counters, &registry)).unwrap();
-    deps.carrier = Arc::new(RecordingCarrier);
+    deps.carrier = Arc::new(FakeCarrier { recording: Some(b"tape") });
     deps.transcriber = Arc::new(TapeTranscriber);
     let (root, handle) = RootSupervisor::start(Arc::new(deps)).await.unwrap();
     let call = CallRecord { transcript_enabled: true, ..record("call_recorded") };

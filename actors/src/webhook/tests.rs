@@ -194,6 +194,11 @@ async fn start(
     supervisor
 }
 
+/// Svix's schedule, without jitter, with a year before a failing endpoint is disabled.
+fn patient_policy() -> DeliveryPolicy {
+    DeliveryPolicy::svix(1.0, Duration::from_secs(365 * 86_400))
+}
+
 /// Sleeps in paused time, a minute at a time, until `done` or `limit` passes.
 async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + limit;
@@ -206,7 +211,7 @@ async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) {
 async fn attempts_follow_the_schedule_with_jitter_until_exhausted() {
     let outbox = Arc::new(FakeOutbox::default());
     outbox.add("dead", "call_1", "msg_1", epoch());
-    let policy = DeliveryPolicy::svix(1.0, Duration::from_secs(365 * 86_400));
+    let policy = patient_policy();
     let supervisor = start(outbox.clone(), Arc::new(ScriptedEndpoints::default()), policy.clone(), &["dead"]).await;
     wait_until(Duration::from_secs(40 * 3600), || outbox.fate("msg_1") == Some(MessageFate::Exhausted)).await;
     assert_eq!(outbox.fate("msg_1"), Some(MessageFate::Exhausted));
@@ -232,7 +237,7 @@ async fn a_dead_endpoint_never_delays_a_healthy_one() {
         outbox.add("healthy", &format!("call_h{n}"), &format!("msg_h{n}"), epoch());
     }
     let endpoints = Arc::new(ScriptedEndpoints::default());
-    let policy = DeliveryPolicy::svix(1.0, Duration::from_secs(365 * 86_400));
+    let policy = patient_policy();
     let supervisor = start(outbox.clone(), endpoints.clone(), policy, &["dead", "healthy"]).await;
     let started = tokio::time::Instant::now();
     let all_healthy_delivered = || (0..40).all(|n| outbox.fate(&format!("msg_h{n}")) == Some(MessageFate::Delivered));
@@ -255,7 +260,7 @@ async fn messages_of_one_call_are_delivered_in_order_even_across_retries() {
         outbox.add("flaky", "call_1", &format!("msg_{n}"), epoch());
     }
     let endpoints = Arc::new(ScriptedEndpoints::default());
-    let policy = DeliveryPolicy::svix(1.0, Duration::from_secs(365 * 86_400));
+    let policy = patient_policy();
     let supervisor = start(outbox.clone(), endpoints.clone(), policy, &["flaky"]).await;
     wait_until(Duration::from_secs(60), || outbox.fate("msg_2") == Some(MessageFate::Delivered)).await;
     let started = endpoints.started.lock().unwrap().clone();
@@ -341,7 +346,7 @@ async fn attempts_to_one_endpoint_are_recorded_side_by_side() {
         outbox.add("healthy", &format!("call_{n}"), &format!("msg_{n}"), epoch());
     }
     let slow = Arc::new(SlowRecords { outbox: outbox.clone(), writing: Mutex::new((0, 0)) });
-    let policy = DeliveryPolicy::svix(1.0, Duration::from_secs(365 * 86_400));
+    let policy = patient_policy();
     let supervisor = start(slow.clone(), Arc::new(ScriptedEndpoints::default()), policy, &["healthy"]).await;
     let all_delivered = || (0..20).all(|n| outbox.fate(&format!("msg_{n}")) == Some(MessageFate::Delivered));
     wait_until(Duration::from_secs(60), all_delivered).await;
@@ -362,7 +367,7 @@ async fn a_retried_message_keeps_its_place_while_its_record_is_written() {
     }
     let slow = Arc::new(SlowRecords { outbox: outbox.clone(), writing: Mutex::new((0, 0)) });
     let endpoints = Arc::new(ScriptedEndpoints::default());
-    let policy = DeliveryPolicy::svix(1.0, Duration::from_secs(365 * 86_400));
+    let policy = patient_policy();
     let supervisor = start(slow, endpoints.clone(), policy, &["flaky"]).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while outbox.fate("msg_2") != Some(MessageFate::Delivered) && tokio::time::Instant::now() < deadline {
