@@ -1,10 +1,12 @@
 //! The WebhookSubscriptionActor: drains one subscription's outbox. It keeps at most
 //! `max_in_flight` requests open to its endpoint (so a slow or dead endpoint only ever ties up its
 //! own actor), delivers the messages of one call in order, and applies [`fsm::decide`] to every
-//! attempt. A message holds its slot until its result is recorded, so the next message of its call
-//! waits for that; the records of different messages are written side by side, not one after the
-//! other in the actor's turn (each is a group commit, milliseconds long). It wakes when told new
-//! messages were committed, when the earliest retry falls due, and on a slow poll as a safety net.
+//! attempt. An attempt's request slot is free as soon as the endpoint has answered, but its message
+//! holds its call's line until the result is recorded, so the next message of that call waits for
+//! the record while other calls' messages go out. Records are written side by side, not one after
+//! the other in the actor's turn (each is a group commit, milliseconds long). It wakes when told
+//! new messages were committed, when the earliest retry falls due, and on a slow poll as a safety
+//! net.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -19,6 +21,10 @@ use crate::ports::{AttemptReport, Clock, OutboundMessage, WebhookOutbox, Webhook
 
 /// Stop reason of an actor whose subscription was disabled or deleted.
 pub const RETIRED: &str = "retired";
+
+/// How many messages per request slot may be unsettled at once (in flight, or answered with the
+/// result still being recorded): bounds the records under way when the store is slow.
+const UNSETTLED_PER_SLOT: usize = 8;
 
 /// What every subscription actor shares.
 pub struct WebhookDeps {
@@ -40,8 +46,9 @@ pub enum WebhookMessage {
     Reload,
     /// An attempt finished.
     Attempted { message: Box<OutboundMessage>, report: Box<AttemptReport> },
-    /// An attempt's result was recorded (`recorded`), or could not be: its slot is free again.
-    /// `delivered` says whether the attempt delivered the message; if not, it is still in line.
+    /// An attempt's result was recorded (`recorded`), or could not be: its message no longer
+    /// holds its call's line. `delivered` says whether the attempt delivered the message; if not,
+    /// it is still in line.
     Recorded { row_id: i64, recorded: bool, delivered: bool },
 }
 
@@ -50,8 +57,10 @@ pub struct WebhookState {
     subscription_id: String,
     deps: Arc<WebhookDeps>,
     health: EndpointHealth,
-    /// Outbox rows with an attempt under way, and their lines.
-    in_flight: HashMap<i64, String>,
+    /// Requests open to the endpoint.
+    open: usize,
+    /// Outbox rows with an attempt in flight or its result being recorded, and their lines.
+    unsettled: HashMap<i64, String>,
     /// Pending messages read from the outbox and not started yet, oldest first.
     buffer: Vec<OutboundMessage>,
     /// The outbox may hold messages the buffer lacks (new ones were committed, or the last read
@@ -82,7 +91,8 @@ impl Actor for WebhookSubscriptionActor {
             subscription_id,
             deps,
             health: EndpointHealth::default(),
-            in_flight: HashMap::new(),
+            open: 0,
+            unsettled: HashMap::new(),
             buffer: Vec::new(),
             more: true,
             stale: true,
@@ -109,7 +119,7 @@ impl Actor for WebhookSubscriptionActor {
             WebhookMessage::Reload => reload(&myself, s).await,
             WebhookMessage::Attempted { message, report } => attempted(&myself, s, *message, *report).await,
             WebhookMessage::Recorded { row_id, recorded, delivered } => {
-                s.in_flight.remove(&row_id);
+                s.unsettled.remove(&row_id);
                 if !recorded || !delivered {
                     // The message is still in line (to be retried, or pending as it was), and a
                     // read of the outbox made while it was in flight left it out of the buffer:
@@ -144,18 +154,22 @@ async fn reload(myself: &ActorRef<WebhookMessage>, s: &mut WebhookState) {
 /// when the buffer cannot fill the free slots (or no longer tells the truth), so a backlog costs
 /// one query per few hundred attempts rather than one per attempt.
 async fn drain(myself: &ActorRef<WebhookMessage>, s: &mut WebhookState) {
-    let room = s.deps.max_in_flight.saturating_sub(s.in_flight.len());
+    let room = s
+        .deps
+        .max_in_flight
+        .saturating_sub(s.open)
+        .min((s.deps.max_in_flight * UNSETTLED_PER_SLOT).saturating_sub(s.unsettled.len()));
     if s.health.disabled || room == 0 {
         return;
     }
     let now = s.deps.clock.now();
     if s.stale || (s.more && startable(s, now) < room) {
-        let limit = s.deps.max_in_flight * 32 + s.in_flight.len();
+        let limit = s.deps.max_in_flight * 32 + s.unsettled.len();
         match s.deps.outbox.pending(&s.subscription_id, limit as u64).await {
             Ok(pending) => {
                 s.more = pending.len() >= limit;
                 s.stale = false;
-                s.buffer = pending.into_iter().filter(|m| !s.in_flight.contains_key(&m.row_id)).collect();
+                s.buffer = pending.into_iter().filter(|m| !s.unsettled.contains_key(&m.row_id)).collect();
             }
             Err(e) => {
                 warn!(subscription.id = %s.subscription_id, error = %e, "webhook outbox could not be read");
@@ -163,7 +177,7 @@ async fn drain(myself: &ActorRef<WebhookMessage>, s: &mut WebhookState) {
             }
         }
     }
-    let mut lines: HashSet<String> = s.in_flight.values().cloned().collect();
+    let mut lines: HashSet<String> = s.unsettled.values().cloned().collect();
     let mut next_due: Option<Timestamp> = None;
     let mut started = 0;
     let mut waiting = Vec::with_capacity(s.buffer.len());
@@ -178,7 +192,8 @@ async fn drain(myself: &ActorRef<WebhookMessage>, s: &mut WebhookState) {
             continue;
         }
         started += 1;
-        s.in_flight.insert(message.row_id, message.line.clone());
+        s.open += 1;
+        s.unsettled.insert(message.row_id, message.line.clone());
         let sender = s.deps.sender.clone();
         let actor = myself.clone();
         tokio::spawn(async move {
@@ -199,18 +214,20 @@ async fn drain(myself: &ActorRef<WebhookMessage>, s: &mut WebhookState) {
 
 /// Counts the buffered messages that could start now: due, and first in line.
 fn startable(s: &WebhookState, now: Timestamp) -> usize {
-    let mut lines: HashSet<&str> = s.in_flight.values().map(String::as_str).collect();
+    let mut lines: HashSet<&str> = s.unsettled.values().map(String::as_str).collect();
     s.buffer.iter().filter(|m| lines.insert(m.line.as_str()) && m.next_attempt_at <= now).count()
 }
 
-/// Applies the rules to a finished attempt and records the result in a task of its own, which
-/// frees the message's slot ([`WebhookMessage::Recorded`]) once the record is written.
+/// Applies the rules to a finished attempt, frees its request slot, and records the result in a
+/// task of its own, which lets the message's call go on ([`WebhookMessage::Recorded`]) once the
+/// record is written.
 async fn attempted(
     myself: &ActorRef<WebhookMessage>,
     s: &mut WebhookState,
     message: OutboundMessage,
     report: AttemptReport,
 ) {
+    s.open = s.open.saturating_sub(1);
     let now = s.deps.clock.now();
     let attempts = message.attempts + 1;
     let decision = fsm::decide(
@@ -250,6 +267,8 @@ async fn attempted(
     if s.health.disabled {
         warn!(subscription.id = %s.subscription_id, reason = ?decision.disabled_reason, "webhook endpoint disabled");
         myself.stop(Some(RETIRED.to_string()));
+        return;
     }
-    // More work is looked for once the record frees the message's slot.
+    // The endpoint has a free slot: other calls' messages can go while this one is recorded.
+    drain(myself, s).await;
 }
