@@ -22,6 +22,11 @@
 //! The statements run in the batch's transaction. If the rows written are not the rows expected
 //! (an update found no row), the write fails, and the writer runs the batch again write by write,
 //! so a bad write still fails alone.
+//!
+//! Transitions that announce events need their rows as updated (the events' payloads are built
+//! from them), so they are not part of the bulk write: [`advance`] writes them with one
+//! `UPDATE … RETURNING` of its own per batch, where [`calls::advance_state`] took one per
+//! transition.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use dialplane_actors::CallRecord;
@@ -156,6 +161,70 @@ pub fn state_update(
     Ok(Fragment { part: Part::States, json: object(backend, columns)? })
 }
 
+/// A transition that announces `events` events, for [`advance`]: its state, and how far its row's
+/// event sequence moves on (under the `event_seq` key).
+pub struct Advance {
+    json: String,
+}
+
+/// The [`Advance`] of a transition of `record` to `state`, at `now`, announcing `events` events.
+pub fn advance_update(
+    backend: DbBackend,
+    record: &CallRecord,
+    state: &CallState,
+    now: DateTime<Utc>,
+    events: i32,
+) -> Result<Advance, DbErr> {
+    let key = [
+        (call::Column::Id, Value::from(record.id.as_str())),
+        (call::Column::WorkspaceId, record.workspace_id.as_str().into()),
+    ];
+    let columns = key
+        .into_iter()
+        .chain(calls::STATE_COLUMNS.into_iter().zip(calls::state_values(state, now)))
+        .chain(std::iter::once((call::Column::EventSeq, Value::from(events))));
+    Ok(Advance { json: object(backend, columns)? })
+}
+
+/// Writes transitions that announce events onto their calls ([`calls::advance_state`] for many
+/// calls, a call once at most) with one statement, and returns the rows as updated, in no
+/// particular order. Fails with [`DbErr::RecordNotFound`] when a call is not stored in its
+/// workspace.
+pub async fn advance(conn: &impl ConnectionTrait, advances: &[&Advance]) -> Result<Vec<call::Model>, DbErr> {
+    if advances.is_empty() {
+        return Ok(Vec::new());
+    }
+    let backend = conn.get_database_backend();
+    let mut document = String::with_capacity(advances.iter().map(|a| a.json.len() + 1).sum::<usize>() + 1);
+    for advance in advances {
+        document.push(if document.is_empty() { '[' } else { ',' });
+        document.push_str(&advance.json);
+    }
+    document.push(']');
+    let mut sql = update_sql::<call::Entity>(
+        backend,
+        &[call::Column::Id, call::Column::WorkspaceId],
+        &calls::STATE_COLUMNS,
+        &[call::Column::EventSeq],
+        1,
+    )?;
+    // SQLite's RETURNING names only the updated table's columns; PostgreSQL's would take `j`'s too.
+    sql.push_str(match backend {
+        DbBackend::Postgres => " RETURNING \"calls\".*",
+        _ => " RETURNING *",
+    });
+    let statement = Statement::from_sql_and_values(backend, sql, [Value::from(document)]);
+    let rows = call::Entity::find().from_raw_sql(statement).all(conn).await?;
+    if rows.len() != advances.len() {
+        return Err(DbErr::RecordNotFound(format!(
+            "{} of {} calls were advanced: a call is not stored",
+            rows.len(),
+            advances.len()
+        )));
+    }
+    Ok(rows)
+}
+
 /// The sandbox's progress through a stored call: its last acknowledged callback, and whether it
 /// is finished.
 pub fn progress_update(backend: DbBackend, sid: &str, acked: i32, finished: bool) -> Result<Fragment, DbErr> {
@@ -271,16 +340,18 @@ fn part_sql(backend: DbBackend, part: Part, param: usize) -> Result<String, DbEr
             backend,
             &[call::Column::Id, call::Column::WorkspaceId],
             &calls::STATE_COLUMNS,
+            &[],
             param,
         ),
         Part::Progress => update_sql::<sandbox_call::Entity>(
             backend,
             &[sandbox_call::Column::Sid],
             &[sandbox_call::Column::AckedSequence, sandbox_call::Column::Finished],
+            &[],
             param,
         ),
         Part::OutboxRows => insert_sql::<outbox::Entity>(backend, param),
-        Part::Delivered => update_sql::<outbox::Entity>(backend, &[outbox::Column::Id], &DELIVERED_COLUMNS, param),
+        Part::Delivered => update_sql::<outbox::Entity>(backend, &[outbox::Column::Id], &DELIVERED_COLUMNS, &[], param),
     }
 }
 
@@ -300,17 +371,22 @@ fn insert_sql<E: EntityTrait>(backend: DbBackend, param: usize) -> Result<String
 }
 
 /// `UPDATE table SET set… FROM` the rows of parameter `param` `WHERE` each key column equals the
-/// row's.
+/// row's. The `set` columns take the row's values; the `add` columns are moved on by them.
 fn update_sql<E: EntityTrait>(
     backend: DbBackend,
     keys: &[E::Column],
     set: &[E::Column],
+    add: &[E::Column],
     param: usize,
 ) -> Result<String, DbErr> {
     let table = E::default().table_name();
     let assignments: Vec<String> = set
         .iter()
         .map(|column| Ok(format!("\"{}\" = {}", column.as_str(), field(backend, *column)?)))
+        .chain(add.iter().map(|column| {
+            let name = column.as_str();
+            Ok(format!("\"{name}\" = \"{table}\".\"{name}\" + {}", field(backend, *column)?))
+        }))
         .collect::<Result<_, DbErr>>()?;
     let matches: Vec<String> = keys
         .iter()

@@ -121,13 +121,27 @@ struct Job {
     op: WriteOp,
     /// The write's row in a bulk write, when it can go in one, built by the caller.
     fragment: Option<bulk::Fragment>,
+    /// The write's row in the batch's [`bulk::advance`], for a transition that announces events.
+    advance: Option<bulk::Advance>,
     reply: oneshot::Sender<Result<WriteOutcome, DbErr>>,
 }
 
 impl Job {
     fn new(backend: DbBackend, op: WriteOp, reply: oneshot::Sender<Result<WriteOutcome, DbErr>>) -> Job {
-        Job { fragment: bulk_fragment(backend, &op), op, reply }
+        Job { fragment: bulk_fragment(backend, &op), advance: bulk_advance(backend, &op), op, reply }
     }
+}
+
+/// The row of a transition that announces events, for the batch's [`bulk::advance`].
+fn bulk_advance(backend: DbBackend, op: &WriteOp) -> Option<bulk::Advance> {
+    let WriteOp::Commit { record, state, published } = op else { return None };
+    if published.is_empty() {
+        return None;
+    }
+    let events = i32::try_from(published.len()).unwrap_or(i32::MAX);
+    bulk::advance_update(backend, record, state, Utc::now(), events)
+        .inspect_err(|e| warn!(error = %e, "a transition is not advanced in bulk"))
+        .ok()
 }
 
 /// The row `op` adds or changes in a bulk write, if it is a write that can go in one. A write
@@ -251,11 +265,11 @@ async fn write_together(context: &WriterContext, jobs: &[Job]) -> Result<(Vec<Wr
     let txn = super::begin_write(&context.db).await?;
     let mut after = AfterCommit::default();
     let applied = async {
-        let in_bulk = write_in_bulk(&txn, jobs).await?;
+        let bulked = write_in_bulk(&txn, jobs).await?;
         let mut outcomes = Vec::with_capacity(jobs.len());
         let mut announced = Announced::default();
-        for (job, in_bulk) in jobs.iter().zip(in_bulk) {
-            outcomes.push(apply(context, &txn, &job.op, &mut after, in_bulk, Some(&mut announced)).await?);
+        for (job, bulked) in jobs.iter().zip(bulked) {
+            outcomes.push(apply(context, &txn, &job.op, &mut after, bulked, Some(&mut announced)).await?);
         }
         announced.write(&txn).await?;
         Ok::<_, DbErr>(outcomes)
@@ -273,12 +287,22 @@ async fn write_together(context: &WriterContext, jobs: &[Job]) -> Result<(Vec<Wr
     }
 }
 
+/// What [`write_in_bulk`] did of a write.
+enum Bulked {
+    /// Nothing: [`apply`] does all of it.
+    No,
+    /// Its part of the bulk write: [`apply`] does the rest.
+    Done,
+    /// Its transition is written, and this is its call's row as updated: [`apply`] announces it.
+    Advanced(Box<call::Model>),
+}
+
 /// Writes with one statement ([`bulk::write_rows`]) what many writes of a batch do alike: the
 /// rows of new calls (those without an Idempotency-Key), of the event log and of the sandbox's
 /// log, the state of transitions that publish nothing, and the sandbox's progress, each from the
-/// fragment its caller built. Returns, per write, whether that part of it is done; [`apply`] does
-/// the rest.
-async fn write_in_bulk(conn: &impl ConnectionTrait, jobs: &[Job]) -> Result<Vec<bool>, DbErr> {
+/// fragment its caller built; then, with one more ([`bulk::advance`]), the transitions that
+/// announce events. Returns, per write, what of it is done; [`apply`] does the rest.
+async fn write_in_bulk(conn: &impl ConnectionTrait, jobs: &[Job]) -> Result<Vec<Bulked>, DbErr> {
     // A call (or a sandbox call) written more than once in a batch gets its updates one by one,
     // in order: two transitions, or a transition of a row the same batch adds (on PostgreSQL, the
     // bulk statement's updates do not see its own inserts).
@@ -294,22 +318,38 @@ async fn write_in_bulk(conn: &impl ConnectionTrait, jobs: &[Job]) -> Result<Vec<
         };
         *writes.entry(id).or_default() += 1;
     }
-    let mut in_bulk = vec![false; jobs.len()];
+    let alone = |op: &WriteOp| match op {
+        WriteOp::Commit { record, .. } => writes_per_call.get(record.id.as_str()) == Some(&1),
+        WriteOp::SandboxProgress { sid, .. } => writes_per_sandbox_call.get(sid.as_str()) == Some(&1),
+        _ => true,
+    };
+    let mut bulked: Vec<Bulked> = jobs.iter().map(|_| Bulked::No).collect();
     let mut rows = bulk::BulkRows::default();
-    for (job, in_bulk) in jobs.iter().zip(in_bulk.iter_mut()) {
-        let Some(fragment) = &job.fragment else { continue };
-        let alone = match &job.op {
-            WriteOp::Commit { record, .. } => writes_per_call.get(record.id.as_str()) == Some(&1),
-            WriteOp::SandboxProgress { sid, .. } => writes_per_sandbox_call.get(sid.as_str()) == Some(&1),
-            _ => true,
-        };
-        if alone {
+    let mut advances = Vec::new();
+    for (job, bulked) in jobs.iter().zip(bulked.iter_mut()) {
+        if let Some(fragment) = &job.fragment
+            && alone(&job.op)
+        {
             rows.push(fragment);
-            *in_bulk = true;
+            *bulked = Bulked::Done;
+        } else if let Some(advance) = &job.advance
+            && alone(&job.op)
+        {
+            advances.push(advance);
         }
     }
     bulk::write_rows(conn, rows).await?;
-    Ok(in_bulk)
+    // Each advanced call is alone in the batch, so its row is the only write to it.
+    let mut advanced: HashMap<String, call::Model> =
+        bulk::advance(conn, &advances).await?.into_iter().map(|row| (row.id.clone(), row)).collect();
+    for (job, bulked) in jobs.iter().zip(bulked.iter_mut()) {
+        if let (Some(_), WriteOp::Commit { record, .. }) = (&job.advance, &job.op)
+            && let Some(row) = advanced.remove(&record.id)
+        {
+            *bulked = Bulked::Advanced(Box::new(row));
+        }
+    }
+    Ok(bulked)
 }
 
 /// An event log row to insert one by one: the database numbers the log.
@@ -352,7 +392,7 @@ async fn write_each(context: &WriterContext, jobs: Vec<Job>) {
     for job in jobs {
         let mut effects = AfterCommit::default();
         let result = match txn.begin().await {
-            Ok(savepoint) => match apply(context, &savepoint, &job.op, &mut effects, false, None).await {
+            Ok(savepoint) => match apply(context, &savepoint, &job.op, &mut effects, Bulked::No, None).await {
                 Ok(outcome) => savepoint.commit().await.map(|_| outcome),
                 Err(e) => {
                     let _ = savepoint.rollback().await;
@@ -412,17 +452,18 @@ impl Announced {
     }
 }
 
-/// Applies one write; with `in_bulk`, the part [`write_in_bulk`] did for it is skipped. With
-/// `announced`, a transition's event-log and outbox rows are left there for the batch to write;
-/// without it they are written in bulk at the end of the write.
+/// Applies one write, skipping what [`write_in_bulk`] did of it (`bulked`). With `announced`, a
+/// transition's event-log and outbox rows are left there for the batch to write; without it they
+/// are written in bulk at the end of the write.
 async fn apply(
     context: &WriterContext,
     conn: &impl ConnectionTrait,
     op: &WriteOp,
     after: &mut AfterCommit,
-    in_bulk: bool,
+    bulked: Bulked,
     announced: Option<&mut Announced>,
 ) -> Result<WriteOutcome, DbErr> {
+    let in_bulk = matches!(bulked, Bulked::Done);
     match op {
         WriteOp::InsertCall { row, idempotency } => {
             insert_call(context, conn, row, idempotency.as_ref(), after, in_bulk).await.map(WriteOutcome::Created)
@@ -440,8 +481,20 @@ async fn apply(
             log_row(event).insert(conn).await?;
             Ok(WriteOutcome::Done)
         }
+        WriteOp::Commit { record, state, published } if published.is_empty() => {
+            // Nothing to announce: the row's state columns are all that change.
+            calls::update_state(conn, record, state, Utc::now()).await?;
+            Ok(WriteOutcome::Done)
+        }
         WriteOp::Commit { record, state, published } => {
-            commit_transition(context, conn, record, state, published, after, announced).await?;
+            let row = match bulked {
+                Bulked::Advanced(row) => *row,
+                _ => {
+                    let events = i32::try_from(published.len()).unwrap_or(i32::MAX);
+                    calls::advance_state(conn, record, state, Utc::now(), events).await?
+                }
+            };
+            announce_transition(context, conn, record, published, &row, after, announced).await?;
             Ok(WriteOutcome::Done)
         }
         WriteOp::RecordAttempt(record) => {
@@ -520,22 +573,19 @@ async fn insert_call(
     Ok(Creation::Created)
 }
 
-async fn commit_transition(
+/// Announces what a transition published: its event-log rows, its subscriptions' messages and
+/// its `callback_url` messages, from `row`, its call as the transition left it.
+async fn announce_transition(
     context: &WriterContext,
     conn: &impl ConnectionTrait,
     record: &CallRecord,
-    state: &CallState,
     published: &[Lifecycle],
+    row: &call::Model,
     after: &mut AfterCommit,
     announced: Option<&mut Announced>,
 ) -> Result<(), DbErr> {
     let now = Utc::now();
-    if published.is_empty() {
-        // Nothing to announce: the row's state columns are all that change.
-        return calls::update_state(conn, record, state, now).await;
-    }
     let events = i32::try_from(published.len()).unwrap_or(i32::MAX);
-    let row = calls::advance_state(conn, record, state, now, events).await?;
     // Without the batch's rows to join, this transition's are written as its last step.
     let mut own = Announced::default();
     let written_here = announced.is_none();
@@ -560,13 +610,11 @@ async fn commit_transition(
                 Lifecycle::TranscriptReady => {
                     transcript.as_ref().map(|t| ("transcript", call_view::transcript_object(t)))
                 }
-                Lifecycle::RecordingReady => {
-                    Some(("recording", call_view::recording_field(&row, &context.signer, now)))
-                }
+                Lifecycle::RecordingReady => Some(("recording", call_view::recording_field(row, &context.signer, now))),
                 Lifecycle::Transferred { to } => Some(("transferred_to", serde_json::Value::String(to.clone()))),
                 _ => None,
             };
-            events::call_data(&row, sequence, extra)
+            events::call_data(row, sequence, extra)
         };
         after.woken.extend(webhook_store::fan_out(conn, &context.subscriptions, event, data).await?);
         let event_row = call_event::Model {
@@ -583,7 +631,7 @@ async fn commit_transition(
             after.ended.push((record.call_type.as_api_str(), outcome.as_str()));
         }
         let Some(url) = &row.callback_url else { continue };
-        let Some(body) = call_view::callback_body(lifecycle, &row, transcript.as_ref(), &context.signer, now) else {
+        let Some(body) = call_view::callback_body(lifecycle, row, transcript.as_ref(), &context.signer, now) else {
             continue;
         };
         let message = outbox::Model {
@@ -790,9 +838,9 @@ mod tests {
         }
         // Alone, the states go in one multi-row statement that succeeds.
         let txn = crate::store::begin_write(&db).await.unwrap();
-        let in_bulk = write_in_bulk(&txn, &jobs).await.expect("the multi-row update runs");
+        let bulked = write_in_bulk(&txn, &jobs).await.expect("the multi-row update runs");
         txn.rollback().await.unwrap();
-        assert!(in_bulk.iter().all(|done| *done));
+        assert!(bulked.iter().all(|b| matches!(b, Bulked::Done)));
         let (missing, missing_answer) =
             job(WriteOp::Commit { record: record("call_missing"), state: placed(9), published: Vec::new() });
         jobs.insert(1, missing);
@@ -808,6 +856,68 @@ mod tests {
             assert_eq!(row.provider_call_id, Some(format!("SB{i}")), "each row gets its own state");
             let (_, state) = calls::record_of(&row).unwrap();
             assert_eq!(state, placed(i));
+        }
+    }
+
+    /// Transitions that announce events, of calls alone in their batch, are written by one
+    /// `UPDATE … RETURNING`: each call gets its own state and sequence, and announces from its
+    /// own row; a transition of a call that is not stored fails alone.
+    #[tokio::test]
+    async fn announcing_transitions_of_many_calls_are_advanced_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, context) = writer_on_sqlite(&dir).await;
+        let records: Vec<CallRecord> = (0..3).map(|i| record(&format!("call_{i}"))).collect();
+        let queued = CallState::new(dialplane_actors::CallType::ClickToCall, false, Utc::now());
+        let (jobs, answers): (Vec<_>, Vec<_>) = records
+            .iter()
+            .map(|r| {
+                let row = calls::new_row(r, Some(format!("http://localhost/hook/{}", r.id)), &queued);
+                job(WriteOp::InsertCall { row, idempotency: None })
+            })
+            .unzip();
+        write_batch(&context, jobs).await;
+        for answer in answers {
+            answer.await.unwrap().unwrap();
+        }
+        let ringing = |i: usize| {
+            let mut state = queued.clone();
+            state.status = dialplane_actors::fsm::CallStatus::Ringing;
+            state.provider_call_id = Some(format!("SB{i}"));
+            state
+        };
+        let commit = |i: usize, r: &CallRecord| {
+            let published = vec![Lifecycle::Ringing, Lifecycle::TranscriptDisabled];
+            job(WriteOp::Commit { record: r.clone(), state: ringing(i), published })
+        };
+        let (mut jobs, answers): (Vec<_>, Vec<_>) = records.iter().enumerate().map(|(i, r)| commit(i, r)).unzip();
+        let txn = crate::store::begin_write(&db).await.unwrap();
+        let bulked = write_in_bulk(&txn, &jobs).await.expect("the advance runs");
+        txn.rollback().await.unwrap();
+        for (b, r) in bulked.iter().zip(&records) {
+            let Bulked::Advanced(row) = b else { panic!("{} was not advanced in bulk", r.id) };
+            assert_eq!((row.id.as_str(), row.event_seq), (r.id.as_str(), 3), "each call gets its own row back");
+        }
+        let (missing, missing_answer) = commit(9, &record("call_missing"));
+        jobs.insert(1, missing);
+        write_batch(&context, jobs).await;
+        assert!(matches!(missing_answer.await.unwrap(), Err(DbErr::RecordNotFound(_))));
+        for answer in answers {
+            assert_eq!(answer.await.unwrap().unwrap(), WriteOutcome::Done);
+        }
+        for (i, r) in records.iter().enumerate() {
+            let row = calls::find(&db, &r.id).await.unwrap().expect("the call is stored");
+            assert_eq!(row.event_seq, 3, "call.queued, then the two announced");
+            assert_eq!(calls::record_of(&row).unwrap().1, ringing(i));
+            let logged: Vec<String> = calls::events_of(&db, &r.id).await.unwrap().into_iter().map(|e| e.kind).collect();
+            assert_eq!(logged, ["call.ringing", "transcript.disabled"]);
+            // transcript.disabled is a callback_url event: its message goes to the call's own URL,
+            // about the call's own row.
+            let messages =
+                outbox::Entity::find().filter(outbox::Column::CallId.eq(r.id.as_str())).all(&db).await.unwrap();
+            let targets: Vec<&str> = messages.iter().map(|m| m.target_url.as_str()).collect();
+            assert_eq!(targets, [format!("http://localhost/hook/{}", r.id)], "announced from its own row");
+            let body: serde_json::Value = serde_json::from_str(&messages[0].body).unwrap();
+            assert_eq!(body["data"]["call_id"], r.id.as_str());
         }
     }
 
@@ -856,9 +966,10 @@ mod tests {
         // and the update of a call the same batch adds.
         let unknown = jobs.pop().expect("the last job");
         let txn = crate::store::begin_write(&db).await.unwrap();
-        let in_bulk = write_in_bulk(&txn, &jobs).await.expect("the bulk statement runs");
+        let bulked = write_in_bulk(&txn, &jobs).await.expect("the bulk statement runs");
         txn.rollback().await.unwrap();
-        assert_eq!(in_bulk, [true, false, false, true, false]);
+        let done: Vec<bool> = bulked.iter().map(|b| matches!(b, Bulked::Done)).collect();
+        assert_eq!(done, [true, false, false, true, false]);
         // An update for a call the sandbox does not know fails the bulk statement; the batch
         // then goes write by write, where that update changes nothing and fails nothing.
         jobs.push(unknown);

@@ -231,3 +231,53 @@ async fn a_bulk_update_that_finds_no_row_fails_and_writes_nothing() {
         assert!(calls::find(&db, "call_new").await.unwrap().is_none(), "the batch's insert rolled back");
     }
 }
+
+/// Transitions that announce events are advanced in bulk exactly as one by one: the same row, as
+/// text, and the same row handed back; a call that is not stored (or not in the transition's
+/// workspace) fails the statement.
+#[tokio::test]
+async fn a_bulk_advance_stores_and_returns_what_one_by_one_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dialplane::store::connect(&fresh_database(&dir).await, std::time::Duration::from_secs(10)).await.unwrap();
+    let queued = CallState::new(CallType::ClickToCall, true, odd_time());
+    for id in ["call_orm", "call_bulk", "call_other"] {
+        let row = calls::new_row(&record(id), Some("https://example.com/hook".into()), &queued);
+        row.into_active_model().reset_all().insert(&db).await.unwrap();
+    }
+    let mut ended = queued.clone();
+    ended.status = CallStatus::Ended;
+    ended.reason = Some("it's \"done\"".to_string());
+    ended.provider_call_id = Some("SB'1".to_string());
+    ended.duration_s = Some(42);
+    ended.ended_at = Some(odd_time());
+    let by_orm = calls::advance_state(&db, &record("call_orm"), &ended, odd_time(), 2).await.unwrap();
+    let backend = db.get_database_backend();
+    let advances = [
+        bulk::advance_update(backend, &record("call_bulk"), &ended, odd_time(), 2).unwrap(),
+        bulk::advance_update(backend, &record("call_other"), &queued, odd_time(), 1).unwrap(),
+    ];
+    let txn = db.begin().await.unwrap();
+    let mut returned = bulk::advance(&txn, &advances.iter().collect::<Vec<_>>()).await.unwrap();
+    txn.commit().await.unwrap();
+    returned.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(
+        returned.iter().map(|r| (r.id.as_str(), r.event_seq)).collect::<Vec<_>>(),
+        [("call_bulk", 3), ("call_other", 2)]
+    );
+    assert_eq!(call::Model { id: "call_orm".into(), ..returned[0].clone() }, by_orm, "the row handed back");
+    let call_row = |id: &'static str| row_as_text::<call::Column>(&db, call::Entity.table_name(), "id", id, &["id"]);
+    assert_eq!(call_row("call_bulk").await, call_row("call_orm").await, "the row stored");
+
+    let elsewhere = CallRecord { workspace_id: "ws_other".into(), ..record("call_other") };
+    for missing in [record("call_missing"), elsewhere] {
+        let advances = [
+            bulk::advance_update(backend, &record("call_bulk"), &ended, odd_time(), 1).unwrap(),
+            bulk::advance_update(backend, &missing, &ended, odd_time(), 1).unwrap(),
+        ];
+        let txn = db.begin().await.unwrap();
+        let error = bulk::advance(&txn, &advances.iter().collect::<Vec<_>>()).await.expect_err("a call is missing");
+        txn.rollback().await.unwrap();
+        assert!(matches!(error, DbErr::RecordNotFound(_)), "{error:?}");
+    }
+    assert_eq!(calls::find(&db, "call_bulk").await.unwrap().unwrap().event_seq, 3, "rolled back");
+}
