@@ -1,14 +1,15 @@
 //! The group-commit writer's batch in bulk. Every row a batch adds to one table (calls, the event
-//! log, the sandbox's log, the outbox), and every call-state or sandbox-progress update it makes,
+//! log, the sandbox's log, the outbox, the webhook attempt log), and every call-state,
+//! sandbox-progress or delivered-message update it makes,
 //! travel together as one JSON document per table, bound as a single parameter, and the database
 //! unpacks them (`jsonb_each` on SQLite, `jsonb_array_elements` on PostgreSQL). So each bulk write
 //! costs one hand-off to SQLite's thread (or one round trip to PostgreSQL) whatever its size and
 //! mix, and the statement's text does not depend on how many rows it writes, so it is prepared
-//! once per connection and mix of tables (at most 127 texts). A batch
+//! once per connection and mix of tables (at most 511 texts). A batch
 //! makes one bulk write before its other writes, and a second after them for the events its
 //! transitions announce.
 //!
-//! - Only the statements that have rows to write run (at most seven).
+//! - Only the statements that have rows to write run (at most nine).
 //! - SQLite runs them in one call (sqlx runs a query of several statements in order, binding each
 //!   its own parameter).
 //! - PostgreSQL takes one parameter set per statement, so there they are data-modifying CTEs of
@@ -33,12 +34,12 @@ use dialplane_actors::CallRecord;
 use dialplane_actors::fsm::CallState;
 use sea_orm::sea_query::ColumnType;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, IdenStatic, Iterable, ModelTrait, PrimaryKeyToColumn,
-    PrimaryKeyTrait, Statement, Value,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityName, EntityTrait, IdenStatic, Iterable, ModelTrait,
+    PrimaryKeyToColumn, PrimaryKeyTrait, Statement, Value,
 };
 
 use super::calls;
-use super::entities::{call, call_event, outbox, sandbox_call};
+use super::entities::{call, call_event, outbox, sandbox_call, webhook_attempt};
 
 /// What one batch writes in bulk.
 #[derive(Default)]
@@ -58,6 +59,9 @@ pub struct BulkWrite<'a> {
     pub outbox_rows: Vec<&'a outbox::Model>,
     /// `callback_url` messages delivered: (id, the attempt's number, status code, when).
     pub delivered: Vec<(i32, i32, u16, DateTime<Utc>)>,
+    /// Webhook attempts that delivered their messages: (the attempt's log row, the message's
+    /// id, when).
+    pub webhooks_delivered: Vec<(&'a webhook_attempt::Model, i32, DateTime<Utc>)>,
 }
 
 impl BulkWrite<'_> {
@@ -85,11 +89,14 @@ impl BulkWrite<'_> {
         for (id, attempts, status_code, at) in &self.delivered {
             rows.push(&delivered_update(backend, *id, *attempts, *status_code, *at)?);
         }
+        for (log, row_id, at) in &self.webhooks_delivered {
+            rows.push(&webhook_delivered(backend, log, *row_id, *at)?);
+        }
         Ok(rows)
     }
 }
 
-/// The seven statements of a bulk write, in the order they run.
+/// The nine statements of a bulk write, in the order they run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Part {
     NewCalls,
@@ -100,13 +107,26 @@ enum Part {
     OutboxRows,
     /// `callback_url` messages delivered (the attempt that delivered each).
     Delivered,
+    /// Rows of the webhook attempt log.
+    AttemptLogs,
+    /// Webhook messages delivered, if still pending (the attempt that delivered each).
+    PendingDelivered,
 }
 
-const PARTS: usize = 7;
+const PARTS: usize = 9;
 
 /// The parts in the order their statements run (and [`BulkRows`] keeps their documents).
-const PART_ORDER: [Part; PARTS] =
-    [Part::NewCalls, Part::LogRows, Part::SandboxRows, Part::States, Part::Progress, Part::OutboxRows, Part::Delivered];
+const PART_ORDER: [Part; PARTS] = [
+    Part::NewCalls,
+    Part::LogRows,
+    Part::SandboxRows,
+    Part::States,
+    Part::Progress,
+    Part::OutboxRows,
+    Part::Delivered,
+    Part::AttemptLogs,
+    Part::PendingDelivered,
+];
 
 /// The columns a delivered message's row gets, besides its id.
 const DELIVERED_COLUMNS: [outbox::Column; 5] = [
@@ -124,6 +144,14 @@ const DELIVERED_COLUMNS: [outbox::Column; 5] = [
 pub struct Fragment {
     part: Part,
     json: String,
+    /// A second row, of another part, for a write that adds one row and changes another.
+    also: Option<(Part, String)>,
+}
+
+impl Fragment {
+    fn one(part: Part, json: String) -> Fragment {
+        Fragment { part, json, also: None }
+    }
 }
 
 /// A new call's row, as stored.
@@ -158,7 +186,24 @@ pub fn state_update(
         (call::Column::WorkspaceId, record.workspace_id.as_str().into()),
     ];
     let columns = key.into_iter().chain(calls::STATE_COLUMNS.into_iter().zip(calls::state_values(state, now)));
-    Ok(Fragment { part: Part::States, json: object(backend, columns)? })
+    Ok(Fragment::one(Part::States, object(backend, columns)?))
+}
+
+/// A webhook attempt that delivered its message (row `row_id`) at `at`: its log row, and its
+/// message marked delivered if it is still pending (what [`crate::webhooks::store::record_attempt`]
+/// writes for a delivery).
+pub fn webhook_delivered(
+    backend: DbBackend,
+    log: &webhook_attempt::Model,
+    row_id: i32,
+    at: DateTime<Utc>,
+) -> Result<Fragment, DbErr> {
+    let log_row = row_fragment(backend, Part::AttemptLogs, log)?;
+    let values: [Value; 5] =
+        [log.attempt.into(), "delivered".into(), log.status_code.into(), log.error.clone().into(), at.into()];
+    let columns =
+        std::iter::once((outbox::Column::Id, Value::from(row_id))).chain(DELIVERED_COLUMNS.into_iter().zip(values));
+    Ok(Fragment { also: Some((Part::PendingDelivered, object(backend, columns)?)), ..log_row })
 }
 
 /// A transition that announces `events` events, for [`advance`]: its state, and how far its row's
@@ -233,7 +278,7 @@ pub fn progress_update(backend: DbBackend, sid: &str, acked: i32, finished: bool
         (sandbox_call::Column::AckedSequence, acked.into()),
         (sandbox_call::Column::Finished, finished.into()),
     ];
-    Ok(Fragment { part: Part::Progress, json: object(backend, columns)? })
+    Ok(Fragment::one(Part::Progress, object(backend, columns)?))
 }
 
 /// An outbox message delivered by its attempt number `attempts`, with `status_code`, at `at`
@@ -249,10 +294,10 @@ pub fn delivered_update(
         [attempts.into(), "delivered".into(), i32::from(status_code).into(), Option::<String>::None.into(), at.into()];
     let columns =
         std::iter::once((outbox::Column::Id, Value::from(id))).chain(DELIVERED_COLUMNS.into_iter().zip(values));
-    Ok(Fragment { part: Part::Delivered, json: object(backend, columns)? })
+    Ok(Fragment::one(Part::Delivered, object(backend, columns)?))
 }
 
-/// The rows of one bulk write, as the seven JSON documents its statements unpack.
+/// The rows of one bulk write, as the nine JSON documents its statements unpack.
 #[derive(Default)]
 pub struct BulkRows {
     documents: [String; PARTS],
@@ -262,9 +307,16 @@ pub struct BulkRows {
 impl BulkRows {
     /// Adds a row.
     pub fn push(&mut self, fragment: &Fragment) {
-        let document = &mut self.documents[fragment.part as usize];
+        self.push_row(fragment.part, &fragment.json);
+        if let Some((part, json)) = &fragment.also {
+            self.push_row(*part, json);
+        }
+    }
+
+    fn push_row(&mut self, part: Part, json: &str) {
+        let document = &mut self.documents[part as usize];
         document.push(if document.is_empty() { '[' } else { ',' });
-        document.push_str(&fragment.json);
+        document.push_str(json);
         self.rows += 1;
     }
 
@@ -295,7 +347,7 @@ pub async fn write_rows(conn: &impl ConnectionTrait, rows: BulkRows) -> Result<(
     let backend = conn.get_database_backend();
     // Only the statements with rows to write. On SQLite each statement run is a result sent
     // back from its thread and a wake-up of the writer; on PostgreSQL, whose writer plans each
-    // statement afresh, each is planned and run. A batch of creations fills three of the seven.
+    // statement afresh, each is planned and run. A batch of creations fills three of the nine.
     let mut statements = Vec::with_capacity(PARTS);
     let mut values = Vec::with_capacity(PARTS);
     for (part, mut document) in PART_ORDER.into_iter().zip(rows.documents) {
@@ -352,6 +404,15 @@ fn part_sql(backend: DbBackend, part: Part, param: usize) -> Result<String, DbEr
         ),
         Part::OutboxRows => insert_sql::<outbox::Entity>(backend, param),
         Part::Delivered => update_sql::<outbox::Entity>(backend, &[outbox::Column::Id], &DELIVERED_COLUMNS, &[], param),
+        Part::AttemptLogs => insert_sql::<webhook_attempt::Entity>(backend, param),
+        // A webhook message no longer pending (given up on meanwhile) is left as it is: the
+        // update finds no row, and the writer records the attempt on its own.
+        Part::PendingDelivered => Ok(format!(
+            "{} AND \"{}\".\"{}\" = 'pending'",
+            update_sql::<outbox::Entity>(backend, &[outbox::Column::Id], &DELIVERED_COLUMNS, &[], param)?,
+            outbox::Entity.table_name(),
+            outbox::Column::Status.as_str()
+        )),
     }
 }
 
@@ -447,7 +508,7 @@ fn stored_columns<E: EntityTrait>() -> Vec<E::Column> {
 /// A model's row as the fragment of `part`: an object of its stored columns.
 fn row_fragment<M: ModelTrait>(backend: DbBackend, part: Part, row: &M) -> Result<Fragment, DbErr> {
     let columns = stored_columns::<M::Entity>();
-    Ok(Fragment { part, json: object(backend, columns.into_iter().map(|column| (column, row.get(column))))? })
+    Ok(Fragment::one(part, object(backend, columns.into_iter().map(|column| (column, row.get(column))))?))
 }
 
 /// The JSON object of the given columns' values.

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use dialplane_actors::CallRecord;
 use dialplane_actors::fsm::{CallState, Lifecycle};
+use dialplane_actors::webhook::fsm::MessageFate;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, IntoActiveModel,
@@ -160,6 +161,9 @@ fn bulk_fragment(backend: DbBackend, op: &WriteOp) -> Option<bulk::Fragment> {
         WriteOp::CallbackAttempt { id, attempts, result: AttemptResult::Delivered { status_code } } => {
             bulk::delivered_update(backend, *id, *attempts, *status_code, Utc::now())
         }
+        WriteOp::RecordAttempt(record) if record.fate == MessageFate::Delivered => {
+            bulk::webhook_delivered(backend, &record.log, record.row_id, record.at)
+        }
         _ => return None,
     };
     fragment.inspect_err(|e| warn!(error = %e, "a write is not put in a bulk write")).ok()
@@ -250,8 +254,10 @@ async fn write_batch(context: &WriterContext, jobs: Vec<Job>) {
                 let _ = job.reply.send(Ok(outcome));
             }
         }
-        // A lone write's own error, as it came (callers look at unique violations).
-        Err(e) if jobs.len() == 1 => {
+        // A lone write's own error, as it came (callers look at unique violations), unless it
+        // was written in bulk: its bulk statement fails where it alone may not (a delivered
+        // webhook message that is no longer pending).
+        Err(e) if jobs.len() == 1 && jobs[0].fragment.is_none() && jobs[0].advance.is_none() => {
             if let Some(job) = jobs.into_iter().next() {
                 let _ = job.reply.send(Err(e));
             }
@@ -473,6 +479,7 @@ async fn apply(
         | WriteOp::Commit { .. }
         | WriteOp::SandboxProgress { .. }
         | WriteOp::CallbackAttempt { .. }
+        | WriteOp::RecordAttempt(_)
             if in_bulk =>
         {
             Ok(WriteOutcome::Done)
@@ -1154,5 +1161,87 @@ mod tests {
             ("delivered", 1, Some(204))
         );
         assert!(delivered.delivered_at.is_some());
+    }
+
+    /// A webhook attempt that delivered its message goes in the bulk write (its log row and its
+    /// message's update); one whose message is no longer pending is logged and leaves the
+    /// message as it is, alone or in a batch, as the one-by-one write does.
+    #[tokio::test]
+    async fn delivered_webhook_attempts_go_in_bulk_and_leave_a_settled_message_alone() {
+        use crate::store::entities::webhook_attempt;
+        let dir = tempfile::tempdir().unwrap();
+        let (db, context) = writer_on_sqlite(&dir).await;
+        let message = |id: &str, status: &str| outbox::ActiveModel {
+            message_id: Set(id.to_string()),
+            workspace_id: Set("ws_1".to_string()),
+            call_id: Set(None),
+            event_type: Set("call.ended".to_string()),
+            target_url: Set("http://localhost/hook".to_string()),
+            body: Set("{}".to_string()),
+            status: Set(status.to_string()),
+            attempts: Set(0),
+            next_attempt_at: Set(Utc::now()),
+            created_at: Set(Utc::now()),
+            subscription_id: Set(Some("whk_1".to_string())),
+            ..Default::default()
+        };
+        let mut rows = Vec::new();
+        for (id, status) in [("msg_a", "pending"), ("msg_b", "pending"), ("msg_failed", "failed")] {
+            rows.push(message(id, status).insert(&db).await.unwrap());
+        }
+        let delivered = |row: &outbox::Model| {
+            WriteOp::RecordAttempt(Box::new(webhook_store::AttemptRecord {
+                log: webhook_attempt::Model {
+                    id: 0,
+                    subscription_id: "whk_1".to_string(),
+                    workspace_id: "ws_1".to_string(),
+                    message_id: row.message_id.clone(),
+                    event_type: "call.ended".to_string(),
+                    attempt: 1,
+                    attempted_at: Utc::now(),
+                    status_code: Some(200),
+                    latency_ms: 3,
+                    result: "delivered".to_string(),
+                    error: None,
+                    response_excerpt: Some("ok".to_string()),
+                },
+                row_id: row.id,
+                fate: MessageFate::Delivered,
+                at: Utc::now(),
+            }))
+        };
+        let ops: Vec<WriteOp> = rows[..2].iter().map(delivered).collect();
+        assert!(ops.iter().all(|op| bulk_fragment(DbBackend::Sqlite, op).is_some()), "delivered attempts go in bulk");
+        let (jobs, answers): (Vec<_>, Vec<_>) = ops.into_iter().map(job).unzip();
+        let txn = crate::store::begin_write(&db).await.unwrap();
+        let bulked = write_in_bulk(&txn, &jobs).await.expect("the bulk statement runs");
+        txn.rollback().await.unwrap();
+        assert!(bulked.iter().all(|b| matches!(b, Bulked::Done)));
+        write_batch(&context, jobs).await;
+        for answer in answers {
+            assert_eq!(answer.await.unwrap().unwrap(), WriteOutcome::Done);
+        }
+        // The settled message, alone, then beside a pending one.
+        let (alone, alone_answer) = job(delivered(&rows[2]));
+        write_batch(&context, vec![alone]).await;
+        assert_eq!(alone_answer.await.unwrap().unwrap(), WriteOutcome::Done);
+        let (jobs, answers): (Vec<_>, Vec<_>) = [delivered(&rows[2]), delivered(&rows[0])].into_iter().map(job).unzip();
+        write_batch(&context, jobs).await;
+        for answer in answers {
+            assert_eq!(answer.await.unwrap().unwrap(), WriteOutcome::Done);
+        }
+        for row in &rows {
+            let stored = outbox::Entity::find_by_id(row.id).one(&db).await.unwrap().unwrap();
+            let expected = if row.status == "pending" { ("delivered", 1, Some(200)) } else { ("failed", 0, None) };
+            assert_eq!(
+                (stored.status.as_str(), stored.attempts, stored.last_status_code),
+                expected,
+                "{}",
+                row.message_id
+            );
+            assert_eq!(stored.delivered_at.is_some(), row.status == "pending");
+        }
+        let logged = webhook_attempt::Entity::find().count(&db).await.unwrap();
+        assert_eq!(logged, 5, "every attempt is logged");
     }
 }

@@ -5,9 +5,11 @@
 use chrono::{TimeZone, Utc};
 use dialplane::store::bulk::{self, BulkWrite};
 use dialplane::store::calls;
-use dialplane::store::entities::{call, call_event, outbox, sandbox_call};
+use dialplane::store::entities::{call, call_event, outbox, sandbox_call, webhook_attempt};
 use dialplane::store::outbox::{self as outbox_store, AttemptResult};
+use dialplane::webhooks::store::{self as webhook_store, AttemptRecord};
 use dialplane_actors::fsm::{CallState, CallStatus};
+use dialplane_actors::webhook::fsm::MessageFate;
 use dialplane_actors::{CallRecord, CallType};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityName, EntityTrait, IdenStatic,
@@ -122,7 +124,9 @@ async fn bulk_written_rows_are_stored_exactly_as_sea_orm_stores_them() {
         subscription_id: None,
         event_id: delivered.then(|| "evt_1".to_string()),
     };
-    for (id, delivered) in [("msg_orm", false), ("msg_orm_delivered", true)] {
+    for (id, delivered) in
+        [("msg_orm", false), ("msg_orm_delivered", true), ("msg_orm_webhook", false), ("msg_bulk_webhook", false)]
+    {
         let mut row = message(id, delivered).into_active_model().reset_all();
         row.id = sea_orm::ActiveValue::NotSet;
         row.insert(&db).await.unwrap();
@@ -186,18 +190,52 @@ async fn bulk_written_rows_are_stored_exactly_as_sea_orm_stores_them() {
     };
     let delivered = AttemptResult::Delivered { status_code: 204 };
     outbox_store::record_attempt(&db, message_id("msg_orm").await, 1, &delivered, odd_time()).await.unwrap();
+    let attempt_log = |message_id: &str| webhook_attempt::Model {
+        id: 0,
+        subscription_id: "whk_1".to_string(),
+        workspace_id: "ws_bulk".to_string(),
+        message_id: message_id.to_string(),
+        event_type: "call.ended".to_string(),
+        attempt: 1,
+        attempted_at: odd_time(),
+        status_code: Some(200),
+        latency_ms: 12,
+        result: "delivered".to_string(),
+        error: None,
+        response_excerpt: Some("{\"ok\": \"é\"}".to_string()),
+    };
+    let webhook_delivery = AttemptRecord {
+        log: attempt_log("msg_orm_webhook"),
+        row_id: message_id("msg_orm_webhook").await,
+        fate: MessageFate::Delivered,
+        at: odd_time(),
+    };
+    webhook_store::record_attempt(&db, &webhook_delivery).await.unwrap();
     let bulk_record = record("call_bulk");
+    let bulk_attempt = attempt_log("msg_bulk_webhook");
     write_in_bulk(
         &db,
         &BulkWrite {
             states: vec![(&bulk_record, &placed)],
             progress: vec![("SB_bulk", 7, true)],
             delivered: vec![(message_id("msg_bulk").await, 1, 204, odd_time())],
+            webhooks_delivered: vec![(&bulk_attempt, message_id("msg_bulk_webhook").await, odd_time())],
             ..Default::default()
         },
     )
     .await
     .unwrap();
+    assert_eq!(message_row("msg_bulk_webhook").await, message_row("msg_orm_webhook").await, "a webhook delivered");
+    let attempt_row = |message_id: &'static str| {
+        row_as_text::<webhook_attempt::Column>(
+            &db,
+            webhook_attempt::Entity.table_name(),
+            "message_id",
+            message_id,
+            &["id", "message_id"],
+        )
+    };
+    assert_eq!(attempt_row("msg_bulk_webhook").await, attempt_row("msg_orm_webhook").await, "a webhook attempt");
     assert_eq!(call_row("call_bulk").await, call_row("call_orm").await, "an updated call");
     assert_eq!(sandbox_row("SB_bulk").await, sandbox_row("SB_orm").await, "an updated sandbox call");
     assert_eq!(message_row("msg_bulk").await, message_row("msg_orm").await, "a message delivered");
