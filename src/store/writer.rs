@@ -726,6 +726,54 @@ mod tests {
         (Job::new(DbBackend::Sqlite, op, reply), answer)
     }
 
+    /// What [`write_in_bulk`] does of `jobs`, in a transaction rolled back (so the bulk statement
+    /// itself is seen to succeed, where `write_batch` would hide a failure by going write by write).
+    async fn bulk_dry_run(db: &sea_orm::DatabaseConnection, jobs: &[Job]) -> Vec<Bulked> {
+        let txn = crate::store::begin_write(db).await.unwrap();
+        let bulked = write_in_bulk(&txn, jobs).await.expect("the bulk statements run");
+        txn.rollback().await.unwrap();
+        bulked
+    }
+
+    /// Stores `call_0` to `call_2`, queued, in one batch (each with the callback URL
+    /// `callback_url` gives for its id); returns them and their state.
+    async fn store_three_calls(
+        context: &WriterContext,
+        callback_url: impl Fn(&str) -> Option<String>,
+    ) -> (Vec<CallRecord>, CallState) {
+        let records: Vec<CallRecord> = (0..3).map(|i| record(&format!("call_{i}"))).collect();
+        let queued = CallState::new(dialplane_actors::CallType::ClickToCall, false, Utc::now());
+        let (jobs, answers): (Vec<_>, Vec<_>) = records
+            .iter()
+            .map(|r| {
+                job(WriteOp::InsertCall { row: calls::new_row(r, callback_url(&r.id), &queued), idempotency: None })
+            })
+            .unzip();
+        write_batch(context, jobs).await;
+        for answer in answers {
+            assert_eq!(answer.await.unwrap().unwrap(), WriteOutcome::Created(Creation::Created));
+        }
+        (records, queued)
+    }
+
+    type Answer = oneshot::Receiver<Result<WriteOutcome, DbErr>>;
+
+    /// Writes `jobs` in one batch with `missing`, a write of a call that is not stored: it fails
+    /// alone, and every other write succeeds.
+    async fn write_beside_a_missing_call(
+        context: &WriterContext,
+        mut jobs: Vec<Job>,
+        answers: Vec<Answer>,
+        (missing, missing_answer): (Job, Answer),
+    ) {
+        jobs.insert(1, missing);
+        write_batch(context, jobs).await;
+        assert!(matches!(missing_answer.await.unwrap(), Err(DbErr::RecordNotFound(_))));
+        for answer in answers {
+            assert_eq!(answer.await.unwrap().unwrap(), WriteOutcome::Done);
+        }
+    }
+
     async fn writer_on_sqlite(dir: &tempfile::TempDir) -> (sea_orm::DatabaseConnection, WriterContext) {
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display());
         let db = crate::store::connect(&url, std::time::Duration::from_secs(5)).await.unwrap();
@@ -819,16 +867,7 @@ mod tests {
     async fn writes_alike_share_a_statement_and_each_lands_on_its_own_row() {
         let dir = tempfile::tempdir().unwrap();
         let (db, context) = writer_on_sqlite(&dir).await;
-        let records: Vec<CallRecord> = (0..3).map(|i| record(&format!("call_{i}"))).collect();
-        let queued = CallState::new(dialplane_actors::CallType::ClickToCall, false, Utc::now());
-        let (jobs, answers): (Vec<_>, Vec<_>) = records
-            .iter()
-            .map(|r| job(WriteOp::InsertCall { row: calls::new_row(r, None, &queued), idempotency: None }))
-            .unzip();
-        write_batch(&context, jobs).await;
-        for answer in answers {
-            assert_eq!(answer.await.unwrap().unwrap(), WriteOutcome::Created(Creation::Created));
-        }
+        let (records, queued) = store_three_calls(&context, |_| None).await;
 
         let placed = |i: usize| {
             let mut state = queued.clone();
@@ -844,18 +883,10 @@ mod tests {
             answers.push(answer);
         }
         // Alone, the states go in one multi-row statement that succeeds.
-        let txn = crate::store::begin_write(&db).await.unwrap();
-        let bulked = write_in_bulk(&txn, &jobs).await.expect("the multi-row update runs");
-        txn.rollback().await.unwrap();
+        let bulked = bulk_dry_run(&db, &jobs).await;
         assert!(bulked.iter().all(|b| matches!(b, Bulked::Done)));
-        let (missing, missing_answer) =
-            job(WriteOp::Commit { record: record("call_missing"), state: placed(9), published: Vec::new() });
-        jobs.insert(1, missing);
-        write_batch(&context, jobs).await;
-        assert!(matches!(missing_answer.await.unwrap(), Err(DbErr::RecordNotFound(_))));
-        for answer in answers {
-            assert_eq!(answer.await.unwrap().unwrap(), WriteOutcome::Done);
-        }
+        let missing = job(WriteOp::Commit { record: record("call_missing"), state: placed(9), published: Vec::new() });
+        write_beside_a_missing_call(&context, jobs, answers, missing).await;
         for (i, r) in records.iter().enumerate() {
             let row = calls::find(&db, &r.id).await.unwrap().expect("the call is stored");
             assert_eq!(row.event_seq, 1, "call.queued is the first event");
@@ -873,19 +904,7 @@ mod tests {
     async fn announcing_transitions_of_many_calls_are_advanced_together() {
         let dir = tempfile::tempdir().unwrap();
         let (db, context) = writer_on_sqlite(&dir).await;
-        let records: Vec<CallRecord> = (0..3).map(|i| record(&format!("call_{i}"))).collect();
-        let queued = CallState::new(dialplane_actors::CallType::ClickToCall, false, Utc::now());
-        let (jobs, answers): (Vec<_>, Vec<_>) = records
-            .iter()
-            .map(|r| {
-                let row = calls::new_row(r, Some(format!("http://localhost/hook/{}", r.id)), &queued);
-                job(WriteOp::InsertCall { row, idempotency: None })
-            })
-            .unzip();
-        write_batch(&context, jobs).await;
-        for answer in answers {
-            answer.await.unwrap().unwrap();
-        }
+        let (records, queued) = store_three_calls(&context, |id| Some(format!("http://localhost/hook/{id}"))).await;
         let ringing = |i: usize| {
             let mut state = queued.clone();
             state.status = dialplane_actors::fsm::CallStatus::Ringing;
@@ -896,21 +915,13 @@ mod tests {
             let published = vec![Lifecycle::Ringing, Lifecycle::TranscriptDisabled];
             job(WriteOp::Commit { record: r.clone(), state: ringing(i), published })
         };
-        let (mut jobs, answers): (Vec<_>, Vec<_>) = records.iter().enumerate().map(|(i, r)| commit(i, r)).unzip();
-        let txn = crate::store::begin_write(&db).await.unwrap();
-        let bulked = write_in_bulk(&txn, &jobs).await.expect("the advance runs");
-        txn.rollback().await.unwrap();
+        let (jobs, answers): (Vec<_>, Vec<_>) = records.iter().enumerate().map(|(i, r)| commit(i, r)).unzip();
+        let bulked = bulk_dry_run(&db, &jobs).await;
         for (b, r) in bulked.iter().zip(&records) {
             let Bulked::Advanced(row) = b else { panic!("{} was not advanced in bulk", r.id) };
             assert_eq!((row.id.as_str(), row.event_seq), (r.id.as_str(), 3), "each call gets its own row back");
         }
-        let (missing, missing_answer) = commit(9, &record("call_missing"));
-        jobs.insert(1, missing);
-        write_batch(&context, jobs).await;
-        assert!(matches!(missing_answer.await.unwrap(), Err(DbErr::RecordNotFound(_))));
-        for answer in answers {
-            assert_eq!(answer.await.unwrap().unwrap(), WriteOutcome::Done);
-        }
+        write_beside_a_missing_call(&context, jobs, answers, commit(9, &record("call_missing"))).await;
         for (i, r) in records.iter().enumerate() {
             let row = calls::find(&db, &r.id).await.unwrap().expect("the call is stored");
             assert_eq!(row.event_seq, 3, "call.queued, then the two announced");
@@ -972,9 +983,7 @@ mod tests {
         // the batch again write by write). Left to go one by one: the second call's two updates,
         // and the update of a call the same batch adds.
         let unknown = jobs.pop().expect("the last job");
-        let txn = crate::store::begin_write(&db).await.unwrap();
-        let bulked = write_in_bulk(&txn, &jobs).await.expect("the bulk statement runs");
-        txn.rollback().await.unwrap();
+        let bulked = bulk_dry_run(&db, &jobs).await;
         let done: Vec<bool> = bulked.iter().map(|b| matches!(b, Bulked::Done)).collect();
         assert_eq!(done, [true, false, false, true, false]);
         // An update for a call the sandbox does not know fails the bulk statement; the batch
@@ -1213,9 +1222,7 @@ mod tests {
         let ops: Vec<WriteOp> = rows[..2].iter().map(delivered).collect();
         assert!(ops.iter().all(|op| bulk_fragment(DbBackend::Sqlite, op).is_some()), "delivered attempts go in bulk");
         let (jobs, answers): (Vec<_>, Vec<_>) = ops.into_iter().map(job).unzip();
-        let txn = crate::store::begin_write(&db).await.unwrap();
-        let bulked = write_in_bulk(&txn, &jobs).await.expect("the bulk statement runs");
-        txn.rollback().await.unwrap();
+        let bulked = bulk_dry_run(&db, &jobs).await;
         assert!(bulked.iter().all(|b| matches!(b, Bulked::Done)));
         write_batch(&context, jobs).await;
         for answer in answers {
