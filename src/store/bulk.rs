@@ -199,11 +199,8 @@ pub fn webhook_delivered(
     at: DateTime<Utc>,
 ) -> Result<Fragment, DbErr> {
     let log_row = row_fragment(backend, Part::AttemptLogs, log)?;
-    let values: [Value; 5] =
-        [log.attempt.into(), "delivered".into(), log.status_code.into(), log.error.clone().into(), at.into()];
-    let columns =
-        std::iter::once((outbox::Column::Id, Value::from(row_id))).chain(DELIVERED_COLUMNS.into_iter().zip(values));
-    Ok(Fragment { also: Some((Part::PendingDelivered, object(backend, columns)?)), ..log_row })
+    let delivered = delivered_object(backend, row_id, log.attempt, log.status_code, log.error.clone(), at)?;
+    Ok(Fragment { also: Some((Part::PendingDelivered, delivered)), ..log_row })
 }
 
 /// A transition that announces `events` events, for [`advance`]: its state, and how far its row's
@@ -242,8 +239,7 @@ pub async fn advance(conn: &impl ConnectionTrait, advances: &[&Advance]) -> Resu
     let backend = conn.get_database_backend();
     let mut document = String::with_capacity(advances.iter().map(|a| a.json.len() + 1).sum::<usize>() + 1);
     for advance in advances {
-        document.push(if document.is_empty() { '[' } else { ',' });
-        document.push_str(&advance.json);
+        push_element(&mut document, &advance.json);
     }
     document.push(']');
     let mut sql = update_sql::<call::Entity>(
@@ -290,11 +286,25 @@ pub fn delivered_update(
     status_code: u16,
     at: DateTime<Utc>,
 ) -> Result<Fragment, DbErr> {
-    let values: [Value; 5] =
-        [attempts.into(), "delivered".into(), i32::from(status_code).into(), Option::<String>::None.into(), at.into()];
-    let columns =
-        std::iter::once((outbox::Column::Id, Value::from(id))).chain(DELIVERED_COLUMNS.into_iter().zip(values));
-    Ok(Fragment::one(Part::Delivered, object(backend, columns)?))
+    let delivered = delivered_object(backend, id, attempts, Some(i32::from(status_code)), None, at)?;
+    Ok(Fragment::one(Part::Delivered, delivered))
+}
+
+/// The object of an outbox row `id` delivered by attempt number `attempts` at `at`: its id and
+/// [`DELIVERED_COLUMNS`].
+fn delivered_object(
+    backend: DbBackend,
+    id: i32,
+    attempts: i32,
+    status_code: Option<i32>,
+    error: Option<String>,
+    at: DateTime<Utc>,
+) -> Result<String, DbErr> {
+    let values: [Value; 5] = [attempts.into(), "delivered".into(), status_code.into(), error.into(), at.into()];
+    object(
+        backend,
+        std::iter::once((outbox::Column::Id, Value::from(id))).chain(DELIVERED_COLUMNS.into_iter().zip(values)),
+    )
 }
 
 /// The rows of one bulk write, as the nine JSON documents its statements unpack.
@@ -314,9 +324,7 @@ impl BulkRows {
     }
 
     fn push_row(&mut self, part: Part, json: &str) {
-        let document = &mut self.documents[part as usize];
-        document.push(if document.is_empty() { '[' } else { ',' });
-        document.push_str(json);
+        push_element(&mut self.documents[part as usize], json);
         self.rows += 1;
     }
 
@@ -329,6 +337,12 @@ impl BulkRows {
     pub fn is_empty(&self) -> bool {
         self.rows == 0
     }
+}
+
+/// Adds `json` to a JSON array being written (opened by its first element, closed by the caller).
+fn push_element(document: &mut String, json: &str) {
+    document.push(if document.is_empty() { '[' } else { ',' });
+    document.push_str(json);
 }
 
 /// Writes `bulk` with one statement, `now` the time of its state updates. Fails with

@@ -133,14 +133,18 @@ impl Job {
     }
 }
 
+/// How far a transition moves its call's event sequence: one per event it announces.
+fn event_count(published: &[Lifecycle]) -> i32 {
+    i32::try_from(published.len()).unwrap_or(i32::MAX)
+}
+
 /// The row of a transition that announces events, for the batch's [`bulk::advance`].
 fn bulk_advance(backend: DbBackend, op: &WriteOp) -> Option<bulk::Advance> {
     let WriteOp::Commit { record, state, published } = op else { return None };
     if published.is_empty() {
         return None;
     }
-    let events = i32::try_from(published.len()).unwrap_or(i32::MAX);
-    bulk::advance_update(backend, record, state, Utc::now(), events)
+    bulk::advance_update(backend, record, state, Utc::now(), event_count(published))
         .inspect_err(|e| warn!(error = %e, "a transition is not advanced in bulk"))
         .ok()
 }
@@ -496,10 +500,7 @@ async fn apply(
         WriteOp::Commit { record, state, published } => {
             let row = match bulked {
                 Bulked::Advanced(row) => *row,
-                _ => {
-                    let events = i32::try_from(published.len()).unwrap_or(i32::MAX);
-                    calls::advance_state(conn, record, state, Utc::now(), events).await?
-                }
+                _ => calls::advance_state(conn, record, state, Utc::now(), event_count(published)).await?,
             };
             announce_transition(context, conn, record, published, &row, after, announced).await?;
             Ok(WriteOutcome::Done)
@@ -592,7 +593,7 @@ async fn announce_transition(
     announced: Option<&mut Announced>,
 ) -> Result<(), DbErr> {
     let now = Utc::now();
-    let events = i32::try_from(published.len()).unwrap_or(i32::MAX);
+    let events = event_count(published);
     // Without the batch's rows to join, this transition's are written as its last step.
     let mut own = Announced::default();
     let written_here = announced.is_none();
