@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dialplane_actors::ports::{CampaignPlan, CampaignStore, ContactUpdate, FinishedAttempt, LeasedContact, StoreError};
-use sea_orm::sea_query::{Expr, OnConflict, Query};
+use sea_orm::sea_query::{CaseStatement, Expr, OnConflict, Query, SelectStatement};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult,
     IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
@@ -364,6 +364,76 @@ fn store_error(e: DbErr) -> StoreError {
     StoreError(e.to_string())
 }
 
+/// Selects the ids of up to `n` of a campaign's due, pending contacts, oldest due first, ties
+/// broken by id: the order `idx_campaign_contacts_due_by_id` keeps, so the first `n` are read, not all.
+pub fn due_contacts_query(campaign_id: &str, n: u32, now: DateTime<Utc>) -> SelectStatement {
+    Query::select()
+        .column(campaign_contact::Column::Id)
+        .from(campaign_contact::Entity)
+        .and_where(campaign_contact::Column::CampaignId.eq(campaign_id))
+        .and_where(campaign_contact::Column::State.eq(PENDING))
+        .and_where(campaign_contact::Column::NextAttemptAt.lte(now))
+        .order_by(campaign_contact::Column::NextAttemptAt, sea_orm::Order::Asc)
+        .order_by(campaign_contact::Column::Id, sea_orm::Order::Asc)
+        .limit(u64::from(n))
+        .to_owned()
+}
+
+/// Contacts settled by one `UPDATE`: with a due time each, that is two bound values per contact,
+/// well under either database's limit.
+const SETTLED_PER_STATEMENT: usize = 500;
+
+/// What a decision writes to a contact, apart from its own due time.
+#[derive(PartialEq)]
+struct Settlement<'a> {
+    state: &'a str,
+    outcome: Option<&'a str>,
+    /// Whether it sets the contact's due time.
+    due: bool,
+}
+
+/// Groups decisions by what they write, so a batch is settled by a statement per kind of decision,
+/// not one per contact; each contact comes with its due time, if it gets one. A contact given two
+/// decisions keeps the first, as when each was its own conditional update.
+fn settlements<'a>(
+    updates: &'a [(i64, ContactUpdate)],
+    waiting: &'a str,
+) -> Vec<(Settlement<'a>, Vec<(i64, Option<DateTime<Utc>>)>)> {
+    let mut seen = HashSet::with_capacity(updates.len());
+    let mut groups: Vec<(Settlement<'a>, Vec<(i64, Option<DateTime<Utc>>)>)> = Vec::new();
+    for (id, update) in updates {
+        if !seen.insert(*id) {
+            continue;
+        }
+        let (settlement, due) = match update {
+            ContactUpdate::RetryAt { outcome, at } => {
+                (Settlement { state: waiting, outcome: Some(outcome), due: true }, Some(*at))
+            }
+            ContactUpdate::Done { outcome } => (Settlement { state: DONE, outcome: Some(outcome), due: false }, None),
+            ContactUpdate::Later(at) => (Settlement { state: waiting, outcome: None, due: true }, Some(*at)),
+            ContactUpdate::Never(reason) => (Settlement { state: reason, outcome: None, due: false }, None),
+        };
+        match groups.iter_mut().find(|(s, _)| *s == settlement) {
+            Some((_, contacts)) => contacts.push((*id, due)),
+            None => groups.push((settlement, vec![(*id, due)])),
+        }
+    }
+    groups
+}
+
+/// The due times of settled contacts, as one value when they share it, else by id; `None` when
+/// their decision sets none.
+fn due_times(contacts: &[(i64, Option<DateTime<Utc>>)]) -> Option<Expr> {
+    let first = contacts.first()?.1?;
+    if contacts.iter().all(|(_, due)| *due == Some(first)) {
+        return Some(Expr::value(first));
+    }
+    let by_id = contacts.iter().fold(CaseStatement::new(), |case, (id, due)| {
+        case.case(campaign_contact::Column::Id.eq(*id), Expr::value(*due))
+    });
+    Some(by_id.finally(Expr::col(campaign_contact::Column::NextAttemptAt)).into())
+}
+
 #[async_trait]
 impl CampaignStore for SeaCampaignStore {
     async fn load(&self, campaign_id: &str) -> Result<Option<CampaignPlan>, StoreError> {
@@ -437,36 +507,27 @@ impl CampaignStore for SeaCampaignStore {
             .map_err(store_error)?
             .is_none_or(|row| row.state == "stopped");
         let waiting = if stopped { CANCELED } else { PENDING };
-        for (id, update) in updates {
-            let change = campaign_contact::Entity::update_many()
-                .filter(campaign_contact::Column::Id.eq(*id))
-                .filter(campaign_contact::Column::CampaignId.eq(campaign_id))
-                .col_expr(campaign_contact::Column::UpdatedAt, Expr::value(now));
-            let change = match update {
-                ContactUpdate::RetryAt { outcome, at } => {
-                    telemetry::campaign_outcome(campaign_id, outcome);
-                    change
-                        .filter(campaign_contact::Column::State.eq(DIALING))
-                        .col_expr(campaign_contact::Column::State, Expr::value(waiting))
-                        .col_expr(campaign_contact::Column::NextAttemptAt, Expr::value(*at))
-                        .col_expr(campaign_contact::Column::LastOutcome, Expr::value(outcome.clone()))
-                }
-                ContactUpdate::Done { outcome } => {
-                    telemetry::campaign_outcome(campaign_id, outcome);
-                    change
-                        .filter(campaign_contact::Column::State.eq(DIALING))
-                        .col_expr(campaign_contact::Column::State, Expr::value(DONE))
-                        .col_expr(campaign_contact::Column::LastOutcome, Expr::value(outcome.clone()))
-                }
-                ContactUpdate::Later(at) => change
+        for (_, update) in updates {
+            if let ContactUpdate::RetryAt { outcome, .. } | ContactUpdate::Done { outcome } = update {
+                telemetry::campaign_outcome(campaign_id, outcome);
+            }
+        }
+        for (settlement, contacts) in settlements(updates, waiting) {
+            for chunk in contacts.chunks(SETTLED_PER_STATEMENT) {
+                let mut change = campaign_contact::Entity::update_many()
+                    .filter(campaign_contact::Column::Id.is_in(chunk.iter().map(|(id, _)| *id)))
+                    .filter(campaign_contact::Column::CampaignId.eq(campaign_id))
                     .filter(campaign_contact::Column::State.eq(DIALING))
-                    .col_expr(campaign_contact::Column::State, Expr::value(waiting))
-                    .col_expr(campaign_contact::Column::NextAttemptAt, Expr::value(*at)),
-                ContactUpdate::Never(reason) => change
-                    .filter(campaign_contact::Column::State.eq(DIALING))
-                    .col_expr(campaign_contact::Column::State, Expr::value(reason.clone())),
-            };
-            change.exec(&txn).await.map_err(store_error)?;
+                    .col_expr(campaign_contact::Column::UpdatedAt, Expr::value(now))
+                    .col_expr(campaign_contact::Column::State, Expr::value(settlement.state));
+                if let Some(outcome) = settlement.outcome {
+                    change = change.col_expr(campaign_contact::Column::LastOutcome, Expr::value(outcome));
+                }
+                if let Some(due) = due_times(chunk) {
+                    change = change.col_expr(campaign_contact::Column::NextAttemptAt, due);
+                }
+                change.exec(&txn).await.map_err(store_error)?;
+            }
         }
         txn.commit().await.map_err(store_error)
     }
@@ -495,16 +556,7 @@ impl CampaignStore for SeaCampaignStore {
     }
 
     async fn lease(&self, campaign_id: &str, n: u32, now: DateTime<Utc>) -> Result<Vec<LeasedContact>, StoreError> {
-        let due = Query::select()
-            .column(campaign_contact::Column::Id)
-            .from(campaign_contact::Entity)
-            .and_where(campaign_contact::Column::CampaignId.eq(campaign_id))
-            .and_where(campaign_contact::Column::State.eq(PENDING))
-            .and_where(campaign_contact::Column::NextAttemptAt.lte(now))
-            .order_by(campaign_contact::Column::NextAttemptAt, sea_orm::Order::Asc)
-            .order_by(campaign_contact::Column::Id, sea_orm::Order::Asc)
-            .limit(u64::from(n))
-            .to_owned();
+        let due = due_contacts_query(campaign_id, n, now);
         let leased = campaign_contact::Entity::update_many()
             .col_expr(campaign_contact::Column::State, Expr::value(DIALING))
             .col_expr(campaign_contact::Column::CallId, Expr::value(Option::<String>::None))

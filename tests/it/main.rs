@@ -6,6 +6,7 @@ mod agents;
 mod api_errors;
 mod bulk;
 mod callbacks;
+mod campaign_store;
 mod campaigns;
 mod carrier_mocks;
 mod carriers;
