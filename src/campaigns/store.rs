@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use dialplane_actors::ports::{CampaignPlan, CampaignStore, ContactUpdate, FinishedAttempt, LeasedContact, StoreError};
 use sea_orm::sea_query::{CaseStatement, Expr, OnConflict, Query, SelectStatement};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult,
-    IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    FromQueryResult, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde_json::{Value, json};
 
@@ -93,6 +93,14 @@ pub async fn find(db: &impl ConnectionTrait, workspace_id: &str, id: &str) -> Re
     Ok(campaign::Entity::find_by_id(id.to_string()).one(db).await?.filter(|c| c.workspace_id == workspace_id))
 }
 
+/// Reads a campaign inside a write transaction and, on PostgreSQL, locks its row until the
+/// transaction ends (`FOR UPDATE`): a state change decided on what it read cannot race another
+/// (a stop and the campaign's completion would both succeed and both emit their events). SQLite
+/// needs no lock: its write transactions (`BEGIN IMMEDIATE`) run one at a time.
+async fn find_for_update(txn: &DatabaseTransaction, id: &str) -> Result<Option<campaign::Model>, DbErr> {
+    campaign::Entity::find_by_id(id.to_string()).lock_exclusive().one(txn).await
+}
+
 /// Returns one page of a workspace's campaigns, newest first.
 pub async fn list(
     db: &DatabaseConnection,
@@ -160,7 +168,9 @@ pub async fn transition(
     action: &str,
 ) -> Result<Option<Transition>, DbErr> {
     let txn = crate::store::begin_write(db).await?;
-    let Some(mut row) = find(&txn, workspace_id, id).await? else { return Ok(None) };
+    let Some(mut row) = find_for_update(&txn, id).await?.filter(|row| row.workspace_id == workspace_id) else {
+        return Ok(None);
+    };
     let (target, event, allowed): (&str, &str, &[&str]) = match action {
         "launch" => ("running", "campaign.launched", &["draft", "scheduled"]),
         "pause" => ("paused", "campaign.paused", &["running"]),
@@ -501,11 +511,8 @@ impl CampaignStore for SeaCampaignStore {
         let txn = crate::store::begin_write(&self.db).await.map_err(store_error)?;
         let now = Utc::now();
         // In a stopped campaign nothing is due again: what would wait is canceled.
-        let stopped = campaign::Entity::find_by_id(campaign_id.to_string())
-            .one(&txn)
-            .await
-            .map_err(store_error)?
-            .is_none_or(|row| row.state == "stopped");
+        let stopped =
+            find_for_update(&txn, campaign_id).await.map_err(store_error)?.is_none_or(|row| row.state == "stopped");
         let waiting = if stopped { CANCELED } else { PENDING };
         for (_, update) in updates {
             if let ContactUpdate::RetryAt { outcome, .. } | ContactUpdate::Done { outcome } = update {
@@ -616,6 +623,8 @@ impl CampaignStore for SeaCampaignStore {
             return Ok(false);
         }
         let txn = crate::store::begin_write(&self.db).await.map_err(store_error)?;
+        let row = find_for_update(&txn, campaign_id).await.map_err(store_error)?;
+        let Some(mut row) = row.filter(|r| r.state == "running") else { return Ok(false) };
         // Past the campaign's end, contacts still waiting for a later window never will be called.
         if ended {
             campaign_contact::Entity::update_many()
@@ -627,9 +636,9 @@ impl CampaignStore for SeaCampaignStore {
                 .await
                 .map_err(store_error)?;
         }
-        let open = open_contacts().count(&txn).await.map_err(store_error)?;
-        let row = campaign::Entity::find_by_id(campaign_id.to_string()).one(&txn).await.map_err(store_error)?;
-        let Some(mut row) = row.filter(|r| open == 0 && r.state == "running") else { return Ok(false) };
+        if open_contacts().count(&txn).await.map_err(store_error)? > 0 {
+            return Ok(false);
+        }
         row.state = "completed".to_string();
         row.finished_at = Some(now);
         row.updated_at = now;

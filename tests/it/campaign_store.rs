@@ -1,6 +1,7 @@
 //! The campaign actors' store on its own: a batch of decisions is settled by a statement per kind
 //! of decision, each contact getting its own due time and the first decision it was given, and the
-//! due contacts are read in lease order straight from their index.
+//! due contacts are read in lease order straight from their index, and a stop racing a campaign's
+//! completion leaves it stopped or completed, never both.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -52,11 +53,15 @@ async fn fixture(contacts: usize) -> Fixture {
     Fixture { db, campaign, statements, _dir: dir }
 }
 
+/// Where `campaign.*` events would go: no subscriber listens.
+fn events() -> Events {
+    let (wake, _) = tokio::sync::mpsc::unbounded_channel();
+    Events { directory: Arc::new(dialplane::webhooks::SubscriptionDirectory::default()), wake }
+}
+
 impl Fixture {
     fn store(&self) -> SeaCampaignStore {
-        let (wake, _) = tokio::sync::mpsc::unbounded_channel();
-        let events = Events { directory: Arc::new(dialplane::webhooks::SubscriptionDirectory::default()), wake };
-        SeaCampaignStore { db: self.db.clone(), events, workspace_max_concurrent: u32::MAX }
+        SeaCampaignStore { db: self.db.clone(), events: events(), workspace_max_concurrent: u32::MAX }
     }
 
     /// The campaign's contacts by id: state, last outcome and due time.
@@ -165,4 +170,30 @@ async fn due_contacts_are_read_in_lease_order_from_their_index_without_a_sort() 
     };
     assert!(plan.iter().any(|step| step.contains("idx_campaign_contacts_due")), "{plan:?}");
     assert!(plan.iter().all(|step| !step.contains("Sort") && !step.contains("B-TREE")), "{plan:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_racing_the_campaigns_completion_lets_only_one_of_them_happen() {
+    let fixture = fixture(0).await;
+    let (workspace, user) = (fixture.campaign.workspace_id.clone(), fixture.campaign.user_id.clone());
+    let settings = campaigns::settings_of(&fixture.campaign);
+    for round in 0..30 {
+        // A running campaign with nothing left to dial: its actor would complete it now.
+        let row = campaigns::create(&fixture.db, &workspace, &user, "race", &settings).await.unwrap();
+        let launched = campaigns::transition(&fixture.db, &events(), &workspace, &row.id, "launch").await.unwrap();
+        assert!(matches!(launched, Some(campaigns::Transition::Moved(_))));
+        let stop = {
+            let (db, workspace, id) = (fixture.db.clone(), workspace.clone(), row.id.clone());
+            tokio::spawn(async move { campaigns::transition(&db, &events(), &workspace, &id, "stop").await.unwrap() })
+        };
+        let complete = {
+            let (store, id) = (fixture.store(), row.id.clone());
+            tokio::spawn(async move { store.complete_if_done(&id, Utc::now()).await.unwrap() })
+        };
+        let (stop, completed) = (stop.await.unwrap(), complete.await.unwrap());
+        let stopped = matches!(stop, Some(campaigns::Transition::Moved(_)));
+        assert!(stopped != completed, "round {round}: stopped {stopped}, completed {completed}");
+        let state = campaign::Entity::find_by_id(row.id.clone()).one(&fixture.db).await.unwrap().unwrap().state;
+        assert_eq!(state, if stopped { "stopped" } else { "completed" }, "round {round}");
+    }
 }
