@@ -306,10 +306,12 @@ pub async fn run(
                     writer: app.writer.clone(),
                     calls: calls.clone(),
                     carriers: app.carriers.clone(),
+                    counters: app.counters.clone(),
                 }),
                 counters: app.counters.clone(),
                 clock: Arc::new(SystemClock),
                 tick_interval: Duration::from_millis(config.campaign_tick_ms),
+                workspace_turns: Default::default(),
             },
         )
         .await?;

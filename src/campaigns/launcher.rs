@@ -1,17 +1,18 @@
 //! [`CampaignCallLauncher`], the campaign actors' `CallLauncher` port: creates the call of a
 //! contact's attempt through the group-commit writer with the idempotency key
 //! `campaign contact {contact} attempt {attempt}` (so an attempt launched before a crash finds its
-//! call instead of dialing again), then starts its call actor.
+//! call instead of dialing again), counts it live, then starts its call actor.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::Utc;
 use dialplane_actors::fsm::CallState;
-use dialplane_actors::ports::{CallLauncher, CampaignPlan, LaunchError, LeasedContact};
+use dialplane_actors::ports::{CallLauncher, CampaignPlan, LaunchError, LeasedContact, LiveCounters};
 use dialplane_actors::{CallRecord, CallSupervisorHandle, CallType};
 use sea_orm::{DatabaseConnection, EntityTrait};
 use serde_json::{Value, json};
+use tracing::warn;
 
 use super::store::settings_of;
 use crate::store::calls::{self, Creation, IdempotentRequest};
@@ -26,6 +27,8 @@ pub struct CampaignCallLauncher {
     pub calls: Arc<CallSupervisorHandle>,
     /// Picks each call's carrier account from its caller ID.
     pub carriers: Arc<crate::carriers::router::CarrierRouter>,
+    /// The live counters the campaigns' workspace cap is read from.
+    pub counters: Arc<dyn LiveCounters>,
 }
 
 #[async_trait]
@@ -89,6 +92,11 @@ impl CallLauncher for CampaignCallLauncher {
                 telemetry::call_created(call_type.as_api_str());
                 telemetry::campaign_attempt(&row.id);
                 let call_id = record.id.clone();
+                // Counted before its actor starts (which counts it again, to no effect), so the
+                // next campaign of the workspace to admit sees it (`WorkspaceTurns`).
+                if let Err(e) = self.counters.call_started(&record).await {
+                    warn!(call.id = %call_id, error = %e, "campaign call not counted live yet; its actor will count it");
+                }
                 // During a shutdown the call stays queued and resumes at the next start.
                 self.calls.start_call(record, state);
                 Ok(call_id)

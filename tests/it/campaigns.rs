@@ -407,3 +407,50 @@ async fn contacts_whose_calls_can_never_be_created_are_given_up_and_the_campaign
     assert_eq!(stats["attempts"], 0);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn campaigns_of_one_workspace_together_stay_within_its_concurrency_cap() {
+    // Calls that last a while, and a workspace cap below what each campaign would take alone.
+    let server = TestServer::start_with(ServerOptions {
+        sandbox_time_scale: 0.02,
+        extra: vec![("DIALPLANE_WORKSPACE_MAX_CONCURRENT", "3".into())],
+        ..Default::default()
+    })
+    .await;
+    let token = server.token().await;
+    let settings = json!({ "max_concurrent_calls": 10, "calls_per_second": 100, "calling_window": { "start": "00:00", "end": "23:59" } });
+    let mut ids = Vec::new();
+    for campaign in 0..3u32 {
+        let contacts = (0..6u32)
+            .map(|n| json!({ "phone": format!("+9192{campaign}{n:03}{:04}", 1_000 + n), "timezone": "UTC" }))
+            .collect();
+        ids.push(campaign_with(&server, &token, settings.clone(), contacts).await);
+    }
+    for id in &ids {
+        send(&server, "POST", &format!("/v1/campaigns/{id}/launch"), &token, None).await;
+    }
+    for id in &ids {
+        wait_for_state(&server, &token, id, "completed", Duration::from_secs(60)).await;
+    }
+    // Each call was live at least from the carrier's accept to its end: at no moment were more
+    // than three of them.
+    let accepted = sandbox_log(&server).await;
+    let mut edges = Vec::new();
+    for id in &ids {
+        for call in calls_of(&server, id).await {
+            edges.push((accepted[&call.id], 1));
+            edges.push((call.ended_at.expect("every call ended"), -1));
+        }
+    }
+    assert_eq!(edges.len(), 2 * 18);
+    // At equal times an end comes before an accept.
+    edges.sort();
+    let (mut live, mut most) = (0, 0);
+    for (_, change) in edges {
+        live += change;
+        most = most.max(live);
+    }
+    assert!(most <= 3, "{most} calls of the workspace were live at once");
+    assert!(most > 1, "calls ran side by side");
+    server.stop().await;
+}

@@ -4,9 +4,11 @@
 //! concurrency left)` calls: it leases that many due contacts, checks each against do-not-call and
 //! its calling window at that moment, and launches the eligible ones. It completes the campaign
 //! when no contact can be dialed again, and retires once a stopped or completed campaign has no
-//! call in flight.
+//! call in flight. Campaigns of one workspace take turns to admit ([`WorkspaceTurns`]), so together
+//! they stay within the workspace's cap.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono_tz::Tz;
@@ -29,6 +31,30 @@ pub struct CampaignDeps {
     pub counters: Arc<dyn LiveCounters>,
     pub clock: Arc<dyn Clock>,
     pub tick_interval: Duration,
+    pub workspace_turns: WorkspaceTurns,
+}
+
+/// Campaigns of one workspace admit calls one at a time. A campaign reads how many of the
+/// workspace's calls are live and launches what fits while it holds its workspace's turn, and the
+/// launcher counts each call live as it creates it, so the next campaign reads a count that
+/// includes them: two campaigns can no longer both fill the same room under the cap. The turns
+/// are this process's; nodes do not share them (README, Not real yet).
+#[derive(Default)]
+pub struct WorkspaceTurns {
+    turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl WorkspaceTurns {
+    /// Waits for the workspace's turn; it is held until the guard is dropped.
+    pub async fn take(&self, workspace_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let turn = {
+            let mut turns = self.turns.lock().expect("workspace turns lock");
+            // A turn nobody holds or waits for is only referenced here.
+            turns.retain(|_, turn| Arc::strong_count(turn) > 1);
+            turns.entry(workspace_id.to_string()).or_default().clone()
+        };
+        turn.lock_owned().await
+    }
 }
 
 /// Messages of a campaign actor.
@@ -106,6 +132,7 @@ async fn tick(s: &mut CampaignActorState) -> Result<bool, StoreError> {
     }
     let now = deps.clock.now();
     let live = deps.store.in_flight(&plan.id).await?;
+    let turn = deps.workspace_turns.take(&plan.workspace_id).await;
     let workspace_live = deps
         .counters
         .live_calls(&format!("workspace:{}", plan.workspace_id))
@@ -157,6 +184,7 @@ async fn tick(s: &mut CampaignActorState) -> Result<bool, StoreError> {
             }
         }
     }
+    drop(turn);
     s.limiter.record(launched, plan.pacing.calls_per_second, now);
     if !updates.is_empty() {
         deps.store.update_contacts(&plan.id, &updates).await?;
@@ -181,4 +209,25 @@ async fn apply_outcomes(deps: &CampaignDeps, plan: &CampaignPlan) -> Result<(), 
         })
         .collect();
     deps.store.update_contacts(&plan.id, &updates).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One workspace's campaigns wait for each other's turn; other workspaces do not wait.
+    #[tokio::test]
+    async fn campaigns_of_one_workspace_take_turns_and_others_do_not_wait() {
+        let turns = WorkspaceTurns::default();
+        let first = turns.take("ws_a").await;
+        let patience = Duration::from_millis(50);
+        assert!(tokio::time::timeout(patience, turns.take("ws_a")).await.is_err(), "a second turn waited");
+        let other = tokio::time::timeout(patience, turns.take("ws_b")).await;
+        assert!(other.is_ok(), "another workspace's turn did not wait");
+        drop(first);
+        assert!(tokio::time::timeout(patience, turns.take("ws_a")).await.is_ok(), "the turn was free again");
+        drop(other);
+        let _third = turns.take("ws_c").await;
+        assert_eq!(turns.turns.lock().unwrap().len(), 1, "turns nobody holds are forgotten");
+    }
 }
