@@ -314,6 +314,9 @@ pub trait CampaignStore: Send + Sync + 'static {
     async fn launched(&self, contact_id: i64, attempt: u32, call_id: &str) -> Result<(), StoreError>;
     /// Completes the campaign when no contact can be dialed again. Returns true when it did.
     async fn complete_if_done(&self, campaign_id: &str, now: Timestamp) -> Result<bool, StoreError>;
+    /// Moves a `scheduled` campaign to `running` (its `starts_at` has come). Returns false when it
+    /// was no longer scheduled.
+    async fn start_scheduled(&self, campaign_id: &str, now: Timestamp) -> Result<bool, StoreError>;
 }
 
 /// Why a campaign call could not be created.

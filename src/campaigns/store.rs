@@ -157,7 +157,7 @@ pub enum Transition {
     Refused(String),
 }
 
-/// Moves a campaign: `launch` (draft → running), `pause` (running → paused), `resume` (paused →
+/// Moves a campaign: `launch` (draft → running, or → scheduled before its `starts_at`), `pause` (running → paused), `resume` (paused →
 /// running), `stop` (any active state → stopped, remaining contacts canceled). The state change and
 /// its event are one transaction.
 pub async fn transition(
@@ -171,20 +171,22 @@ pub async fn transition(
     let Some(mut row) = find_for_update(&txn, id).await?.filter(|row| row.workspace_id == workspace_id) else {
         return Ok(None);
     };
+    let now = Utc::now();
+    // Launched before its `starts_at`, a campaign is scheduled: its actor starts it then.
+    let launched = if settings_of(&row).starts_at.is_some_and(|at| at > now) { "scheduled" } else { "running" };
     let (target, event, allowed): (&str, &str, &[&str]) = match action {
-        "launch" => ("running", "campaign.launched", &["draft", "scheduled"]),
+        "launch" => (launched, "campaign.launched", &["draft"]),
         "pause" => ("paused", "campaign.paused", &["running"]),
         "resume" => ("running", "campaign.resumed", &["paused"]),
         _ => ("stopped", "campaign.stopped", &["draft", "scheduled", "running", "paused"]),
     };
-    let already = row.state == target || (action == "launch" && row.state == "running");
+    let already = row.state == target || (action == "launch" && ["scheduled", "running"].contains(&row.state.as_str()));
     if already {
         return Ok(Some(Transition::Unchanged(row)));
     }
     if !allowed.contains(&row.state.as_str()) {
         return Ok(Some(Transition::Refused(format!("Cannot {action} a campaign that is {}", row.state))));
     }
-    let now = Utc::now();
     row.state = target.to_string();
     row.updated_at = now;
     if action == "launch" {
@@ -648,15 +650,26 @@ impl CampaignStore for SeaCampaignStore {
         self.events.wake(woken);
         Ok(true)
     }
+
+    async fn start_scheduled(&self, campaign_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let txn = crate::store::begin_write(&self.db).await.map_err(store_error)?;
+        let row = find_for_update(&txn, campaign_id).await.map_err(store_error)?;
+        let Some(mut row) = row.filter(|r| r.state == "scheduled") else { return Ok(false) };
+        row.state = "running".to_string();
+        row.updated_at = now;
+        row.into_active_model().reset_all().update(&txn).await.map_err(store_error)?;
+        txn.commit().await.map_err(store_error)?;
+        Ok(true)
+    }
 }
 
-/// Returns the campaigns whose actors should run: running and paused ones, and stopped ones with
+/// Returns the campaigns whose actors should run: scheduled, running and paused ones, and stopped ones with
 /// calls still in flight (their outcomes must still be recorded).
 pub async fn active(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
     let mut ids: Vec<String> = campaign::Entity::find()
         .select_only()
         .column(campaign::Column::Id)
-        .filter(campaign::Column::State.is_in(["running", "paused"]))
+        .filter(campaign::Column::State.is_in(["scheduled", "running", "paused"]))
         .into_tuple::<String>()
         .all(db)
         .await?;

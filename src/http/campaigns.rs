@@ -112,7 +112,7 @@ pub async fn update(
 pub async fn delete(app: Arc<App>, authorization: Option<String>, id: String) -> Result<Response, ApiError> {
     let user = caller(&app, authorization).await?;
     let row = owned(&app, &user, &id).await?;
-    if matches!(row.state.as_str(), "running" | "paused") {
+    if matches!(row.state.as_str(), "scheduled" | "running" | "paused") {
         return Err(ApiError::Conflict(format!("Campaign is {}; stop it before deleting it", row.state)));
     }
     campaigns::delete(&app.db, &row.id).await?;

@@ -1,6 +1,7 @@
-//! The CampaignActor: one per running or paused campaign. Every tick it reads the campaign afresh
-//! (so pause and stop act at once), applies the outcomes of ended calls (retry by policy, or done),
-//! and, while running, admits `min(calls-per-second allowance, campaign concurrency left, workspace
+//! The CampaignActor: one per scheduled, running or paused campaign. Every tick it reads the
+//! campaign afresh (so pause and stop act at once), applies the outcomes of ended calls (retry by
+//! policy, or done), starts a scheduled campaign once its `starts_at` has come, and, while running,
+//! admits `min(calls-per-second allowance, campaign concurrency left, workspace
 //! concurrency left)` calls: it leases that many due contacts, checks each against do-not-call and
 //! its calling window at that moment, and launches the eligible ones. It completes the campaign
 //! when no contact can be dialed again, and retires once a stopped or completed campaign has no
@@ -125,12 +126,19 @@ async fn tick(s: &mut CampaignActorState) -> Result<bool, StoreError> {
     let deps = s.deps.clone();
     let Some(plan) = deps.store.load(&s.campaign_id).await? else { return Ok(false) };
     apply_outcomes(&deps, &plan).await?;
+    let now = deps.clock.now();
     match plan.state.as_str() {
         "running" => {}
-        "paused" | "scheduled" => return Ok(true),
+        "scheduled" => {
+            // It runs from its `starts_at` on (or at once, if that was cleared meanwhile).
+            if plan.schedule.starts_at.is_none_or(|at| at <= now) && deps.store.start_scheduled(&plan.id, now).await? {
+                info!(campaign.id = %plan.id, "scheduled campaign started");
+            }
+            return Ok(true);
+        }
+        "paused" => return Ok(true),
         _ => return Ok(deps.store.in_flight(&plan.id).await? > 0),
     }
-    let now = deps.clock.now();
     let live = deps.store.in_flight(&plan.id).await?;
     let turn = deps.workspace_turns.take(&plan.workspace_id).await;
     let workspace_live = deps
