@@ -3,13 +3,17 @@
 //! so counting a call twice (a duplicate callback, a retried effect) still counts it once.
 //!
 //! Scopes: `all`, `workspace:<id>`, `carrier:<name>`, `caller_id:<did>`.
+//!
+//! A rebuild from the database ([`LiveCounters::reconcile`]) removes only the calls that were
+//! counted before it read the database and were not live there, so a call counted while it read
+//! is never lost.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 use dialplane_actors::CallRecord;
-use dialplane_actors::ports::{CounterError, LiveCounters};
+use dialplane_actors::ports::{CountedCalls, CounterError, LiveCounters};
 use redis::aio::ConnectionManager;
 
 /// Returns the scopes a call is counted in.
@@ -20,6 +24,29 @@ pub fn scopes_of(call: &CallRecord) -> Vec<String> {
         scopes.push(format!("caller_id:{did}"));
     }
     scopes
+}
+
+/// The live calls' ids by scope.
+fn by_scope(live: &[CallRecord]) -> CountedCalls {
+    let mut sets = CountedCalls::new();
+    for call in live {
+        for scope in scopes_of(call) {
+            sets.entry(scope).or_default().insert(call.id.clone());
+        }
+    }
+    sets
+}
+
+/// The calls of `before` that the database no longer has live, by scope.
+fn ended_since<'a>(
+    before: &'a CountedCalls,
+    live: &'a CountedCalls,
+) -> impl Iterator<Item = (&'a String, Vec<&'a String>)> {
+    before.iter().filter_map(|(scope, ids)| {
+        let still = live.get(scope);
+        let ended: Vec<&String> = ids.iter().filter(|id| still.is_none_or(|live| !live.contains(*id))).collect();
+        (!ended.is_empty()).then_some((scope, ended))
+    })
 }
 
 /// Counters held in this process.
@@ -55,14 +82,26 @@ impl LiveCounters for InProcessCounters {
         Ok(self.live.lock().expect("counters lock").get(scope).map_or(0, |calls| calls.len() as u64))
     }
 
-    async fn reconcile(&self, live: &[CallRecord]) -> Result<(), CounterError> {
-        let mut sets: HashMap<String, HashSet<String>> = HashMap::new();
-        for call in live {
-            for scope in scopes_of(call) {
-                sets.entry(scope).or_default().insert(call.id.clone());
+    async fn counted(&self) -> Result<CountedCalls, CounterError> {
+        Ok(self.live.lock().expect("counters lock").clone())
+    }
+
+    async fn reconcile(&self, before: &CountedCalls, live: &[CallRecord]) -> Result<(), CounterError> {
+        let live = by_scope(live);
+        let mut counted = self.live.lock().expect("counters lock");
+        for (scope, ended) in ended_since(before, &live) {
+            if let Some(calls) = counted.get_mut(scope) {
+                for id in ended {
+                    calls.remove(id);
+                }
+                if calls.is_empty() {
+                    counted.remove(scope);
+                }
             }
         }
-        *self.live.lock().expect("counters lock") = sets;
+        for (scope, ids) in live {
+            counted.entry(scope).or_default().extend(ids);
+        }
         Ok(())
     }
 }
@@ -120,13 +159,13 @@ impl LiveCounters for RedisCounters {
             .map_err(|e| CounterError(e.to_string()))
     }
 
-    async fn reconcile(&self, live: &[CallRecord]) -> Result<(), CounterError> {
+    async fn counted(&self) -> Result<CountedCalls, CounterError> {
         let mut connection = self.connection.clone();
         let pattern = format!("{}:live:*", self.prefix);
-        let mut existing: Vec<String> = Vec::new();
+        let mut keys: Vec<String> = Vec::new();
         let mut cursor: u64 = 0;
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
                 .arg(cursor)
                 .arg("MATCH")
                 .arg(&pattern)
@@ -135,23 +174,34 @@ impl LiveCounters for RedisCounters {
                 .query_async(&mut connection)
                 .await
                 .map_err(|e| CounterError(e.to_string()))?;
-            existing.extend(keys);
+            keys.extend(found);
             if next == 0 {
                 break;
             }
             cursor = next;
         }
+        let mut pipe = redis::pipe();
+        for key in &keys {
+            pipe.smembers(key);
+        }
+        let members: Vec<HashSet<String>> =
+            pipe.query_async(&mut connection).await.map_err(|e| CounterError(e.to_string()))?;
+        let live_prefix = format!("{}:live:", self.prefix);
+        Ok(keys.iter().filter_map(|key| key.strip_prefix(&live_prefix).map(str::to_string)).zip(members).collect())
+    }
+
+    async fn reconcile(&self, before: &CountedCalls, live: &[CallRecord]) -> Result<(), CounterError> {
+        let live = by_scope(live);
         // One transaction: readers never see the counts half rebuilt.
         let mut pipe = redis::pipe();
         pipe.atomic();
-        for key in existing {
-            pipe.del(key).ignore();
+        for (scope, ended) in ended_since(before, &live) {
+            pipe.srem(self.key(scope), ended).ignore();
         }
-        for call in live {
-            for scope in scopes_of(call) {
-                pipe.sadd(self.key(&scope), &call.id).ignore();
-            }
+        for (scope, ids) in &live {
+            pipe.sadd(self.key(scope), ids).ignore();
         }
+        let mut connection = self.connection.clone();
         pipe.query_async::<()>(&mut connection).await.map_err(|e| CounterError(e.to_string()))
     }
 }
@@ -175,6 +225,51 @@ mod tests {
             transcript_language: None,
             agent_config: serde_json::json!({}),
         }
+    }
+
+    /// A rebuild forgets the calls counted before it read the database and no longer live there,
+    /// counts every live call, and keeps the calls counted while it read. With the counters
+    /// replaced by what the database had, a call counted meanwhile was lost until the next rebuild
+    /// (a campaign admitting then overshot its workspace's cap).
+    async fn a_rebuild_keeps_what_was_counted_while_it_read(counters: &dyn LiveCounters) {
+        let (ended, live, lost, started) = (call("ended"), call("live"), call("lost"), call("started"));
+        counters.call_started(&ended).await.unwrap();
+        counters.call_started(&live).await.unwrap();
+        // `ended` ended while the counters' store was away: its end was never counted.
+        let before = counters.counted().await.unwrap();
+        assert_eq!(before["workspace:ws_1"], HashSet::from(["ended".to_string(), "live".to_string()]));
+        // The database is read: `live` and `lost` (live, but never counted) are live. Then
+        // `started` starts, before the rebuild writes.
+        counters.call_started(&started).await.unwrap();
+        counters.reconcile(&before, &[live.clone(), lost.clone()]).await.unwrap();
+        let now = counters.counted().await.unwrap();
+        let ids = |scope: &str| {
+            let mut ids: Vec<String> = now.get(scope).into_iter().flatten().cloned().collect();
+            ids.sort();
+            ids
+        };
+        for scope in ["all", "workspace:ws_1", "carrier:sandbox", "caller_id:919484956750"] {
+            assert_eq!(ids(scope), ["live", "lost", "started"], "{scope}");
+        }
+        assert_eq!(counters.live_calls("all").await.unwrap(), 3);
+        for call in [live, lost, started] {
+            counters.call_ended(&call).await.unwrap();
+        }
+        assert_eq!(counters.live_calls("all").await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_in_process_rebuild_keeps_what_was_counted_while_it_read() {
+        a_rebuild_keeps_what_was_counted_while_it_read(&InProcessCounters::default()).await;
+    }
+
+    /// The same against Redis, when `TEST_REDIS_URL` names one (as in CI).
+    #[tokio::test]
+    async fn a_redis_rebuild_keeps_what_was_counted_while_it_read() {
+        let Some(url) = std::env::var("TEST_REDIS_URL").ok().filter(|u| !u.is_empty()) else { return };
+        let prefix = format!("dp_test_{}", crate::ids::random_lower_alphanumeric(12));
+        let counters = RedisCounters::connect(&url, &prefix).await.unwrap();
+        a_rebuild_keeps_what_was_counted_while_it_read(&counters).await;
     }
 
     #[tokio::test]

@@ -307,6 +307,7 @@ pub async fn run(
                     calls: calls.clone(),
                     carriers: app.carriers.clone(),
                     counters: app.counters.clone(),
+                    call_policy: app.call_policy.clone(),
                 }),
                 counters: app.counters.clone(),
                 clock: Arc::new(SystemClock),
@@ -378,11 +379,16 @@ pub async fn run(
 
 /// Rebuilds the live counters from the calls the database has live.
 async fn reconcile_counters(app: &App, db: &DatabaseConnection) {
+    // What the counters hold is read first: what they count after it, the rebuild leaves alone.
+    let before = match app.counters.counted().await {
+        Ok(before) => before,
+        Err(e) => return warn!(error = %e, "live counters could not be read for reconciliation"),
+    };
     match store::calls::counted_live(db).await {
         Ok(rows) => {
             let live: Vec<_> =
                 rows.iter().filter_map(|row| store::calls::record_of(row).ok().map(|(record, _)| record)).collect();
-            if let Err(e) = app.counters.reconcile(&live).await {
+            if let Err(e) = app.counters.reconcile(&before, &live).await {
                 warn!(error = %e, "live counters could not be reconciled");
             }
         }

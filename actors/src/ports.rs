@@ -141,10 +141,18 @@ pub trait LiveCounters: Send + Sync + 'static {
     async fn call_ended(&self, call: &CallRecord) -> Result<(), CounterError>;
     /// Returns the number of live calls in a scope (`all`, `workspace:<id>`, `carrier:<name>`, …).
     async fn live_calls(&self, scope: &str) -> Result<u64, CounterError>;
-    /// Replaces every count with exactly these live calls: the database's truth, after a crash or
-    /// an outage of the counters' store.
-    async fn reconcile(&self, live: &[CallRecord]) -> Result<(), CounterError>;
+    /// Returns what the counters hold now; a rebuild reads it before it reads the database.
+    async fn counted(&self) -> Result<CountedCalls, CounterError>;
+    /// Rebuilds the counts from the database's truth, after a crash or an outage of the counters'
+    /// store: `live` are the calls the database had live, read after `before` was taken. A call
+    /// counted in `before` and not live has ended and is forgotten, and every live call is
+    /// counted. A call counted since `before` is left alone, so a rebuild never loses a call that
+    /// starts while it reads (one that ends meanwhile may stay counted until the next rebuild).
+    async fn reconcile(&self, before: &CountedCalls, live: &[CallRecord]) -> Result<(), CounterError>;
 }
+
+/// What live counters hold: the ids of the calls counted in each scope.
+pub type CountedCalls = std::collections::HashMap<String, std::collections::HashSet<String>>;
 
 /// Why transcription failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -1,13 +1,14 @@
 //! [`CampaignCallLauncher`], the campaign actors' `CallLauncher` port: creates the call of a
 //! contact's attempt through the group-commit writer with the idempotency key
 //! `campaign contact {contact} attempt {attempt}` (so an attempt launched before a crash finds its
-//! call instead of dialing again), counts it live, then starts its call actor.
+//! call instead of dialing again), already dialing as an API call is (its row and its first
+//! transition are one write), counts it live, then starts its call actor.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use dialplane_actors::fsm::CallState;
+use dialplane_actors::fsm::{self, Policy};
 use dialplane_actors::ports::{CallLauncher, CampaignPlan, LaunchError, LeasedContact, LiveCounters};
 use dialplane_actors::{CallRecord, CallSupervisorHandle, CallType};
 use sea_orm::{DatabaseConnection, EntityTrait};
@@ -29,6 +30,8 @@ pub struct CampaignCallLauncher {
     pub carriers: Arc<crate::carriers::router::CarrierRouter>,
     /// The live counters the campaigns' workspace cap is read from.
     pub counters: Arc<dyn LiveCounters>,
+    /// The call state machine's policy, for each call's first transition.
+    pub call_policy: Policy,
 }
 
 #[async_trait]
@@ -76,8 +79,10 @@ impl CallLauncher for CampaignCallLauncher {
             transcript_language: None,
             agent_config,
         };
-        let state = CallState::new(call_type, record.transcript_enabled, Utc::now());
-        let mut call_row = calls::new_row(&record, settings.callback_url.clone(), &state);
+        // Stored dialing, as the live counters' rebuild counts it: a call stored queued and counted
+        // here was forgotten by the next rebuild until its actor dialed it.
+        let created = fsm::create(call_type, record.transcript_enabled, Utc::now(), &self.call_policy);
+        let mut call_row = calls::new_row(&record, settings.callback_url.clone(), &created.next);
         call_row.campaign_id = Some(row.id.clone());
         // Spaces keep it apart from every client's Idempotency-Key (visible characters only).
         let key = format!("campaign contact {} attempt {attempt}", contact.id);
@@ -97,8 +102,8 @@ impl CallLauncher for CampaignCallLauncher {
                 if let Err(e) = self.counters.call_started(&record).await {
                     warn!(call.id = %call_id, error = %e, "campaign call not counted live yet; its actor will count it");
                 }
-                // During a shutdown the call stays queued and resumes at the next start.
-                self.calls.start_call(record, state);
+                // During a shutdown the call stays dialing and is resumed at the next start.
+                self.calls.start_call_with(record, created.next, created.effects);
                 Ok(call_id)
             }
             Ok(WriteOutcome::Created(Creation::Replay { call_id, .. })) => Ok(call_id),

@@ -94,8 +94,15 @@ impl LiveCounters for FakeCounters {
     async fn live_calls(&self, _scope: &str) -> Result<u64, CounterError> {
         Ok(self.live.lock().unwrap().len() as u64)
     }
-    async fn reconcile(&self, live: &[CallRecord]) -> Result<(), CounterError> {
-        *self.live.lock().unwrap() = live.iter().map(|c| c.id.clone()).collect();
+    async fn counted(&self) -> Result<CountedCalls, CounterError> {
+        Ok(CountedCalls::from([("all".to_string(), self.live.lock().unwrap().clone())]))
+    }
+    async fn reconcile(&self, before: &CountedCalls, live: &[CallRecord]) -> Result<(), CounterError> {
+        let mut counted = self.live.lock().unwrap();
+        for ended in before.values().flatten().filter(|id| !live.iter().any(|c| &c.id == *id)) {
+            counted.remove(ended);
+        }
+        counted.extend(live.iter().map(|c| c.id.clone()));
         Ok(())
     }
 }
