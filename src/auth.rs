@@ -1,5 +1,6 @@
 //! Authentication: argon2id password hashes and HS256 JWTs (a short-lived access token and a
-//! longer refresh token). Handlers call [`Authenticator::authenticate`] with the `Authorization`
+//! longer refresh token, which carries its family: the tokens rotated from one login, see
+//! [`crate::store::refresh_tokens`]). Handlers call [`Authenticator::authenticate`] with the `Authorization`
 //! header; it answers with the user or [`ApiError::Unauthenticated`]. Users read for a token are
 //! kept for [`USER_CACHE_TTL`], so a busy client does not cost a database read per request, and
 //! access tokens once verified are remembered until they expire, so it does not cost an HMAC
@@ -8,7 +9,7 @@
 use std::sync::Arc;
 
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
@@ -64,14 +65,21 @@ pub struct Claims {
     pub typ: String,
     pub iat: i64,
     pub exp: i64,
-    /// Unique per token (refresh token families build on it).
+    /// Unique per token (a refresh token's record is kept under it).
     pub jti: String,
+    /// A refresh token's family.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fam: Option<String>,
 }
 
-/// A pair of freshly issued tokens.
+/// A pair of freshly issued tokens, and what the refresh token's record needs.
 pub struct TokenPair {
     pub access_token: String,
     pub refresh_token: String,
+    /// The refresh token's `jti`.
+    pub refresh_id: String,
+    pub family_id: String,
+    pub refresh_expires_at: DateTime<Utc>,
 }
 
 /// Issues and checks tokens.
@@ -96,15 +104,28 @@ impl Authenticator {
         }
     }
 
-    /// Issues an access and a refresh token for `user`.
-    pub fn issue(&self, user: &user::Model) -> anyhow::Result<TokenPair> {
+    /// Issues an access and a refresh token for `user`; the refresh token starts a family of its
+    /// own (a login), or joins `family` (an exchange).
+    pub fn issue(&self, user: &user::Model, family: Option<&str>) -> anyhow::Result<TokenPair> {
+        let family_id = family.map_or_else(|| crate::ids::random_alphanumeric(20), str::to_string);
+        let (access_token, _) = self.token(user, "access", ACCESS_TTL_S, None)?;
+        let (refresh_token, refresh) = self.token(user, "refresh", REFRESH_TTL_S, Some(&family_id))?;
         Ok(TokenPair {
-            access_token: self.token(user, "access", ACCESS_TTL_S)?,
-            refresh_token: self.token(user, "refresh", REFRESH_TTL_S)?,
+            access_token,
+            refresh_token,
+            refresh_id: refresh.jti,
+            family_id,
+            refresh_expires_at: DateTime::from_timestamp(refresh.exp, 0).unwrap_or_else(Utc::now),
         })
     }
 
-    fn token(&self, user: &user::Model, typ: &str, ttl_s: i64) -> anyhow::Result<String> {
+    fn token(
+        &self,
+        user: &user::Model,
+        typ: &str,
+        ttl_s: i64,
+        family: Option<&str>,
+    ) -> anyhow::Result<(String, Claims)> {
         let now = Utc::now().timestamp();
         let claims = Claims {
             sub: user.id.clone(),
@@ -113,8 +134,18 @@ impl Authenticator {
             iat: now,
             exp: now + ttl_s,
             jti: crate::ids::random_alphanumeric(20),
+            fam: family.map(str::to_string),
         };
-        Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?)
+        Ok((jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?, claims))
+    }
+
+    /// Returns the claims of a refresh token this key signed that has not expired (whether it
+    /// is still current is its record's business).
+    pub fn verify_refresh(&self, token: &str) -> Option<Claims> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).ok()?.claims;
+        (claims.typ == "refresh" && claims.fam.is_some()).then_some(claims)
     }
 
     /// Returns the claims of a valid, unexpired access token.
@@ -214,7 +245,7 @@ mod tests {
     #[test]
     fn only_access_tokens_signed_with_our_secret_pass() {
         let auth = Authenticator::new(b"0123456789abcdef0123456789abcdef");
-        let tokens = auth.issue(&user()).unwrap();
+        let tokens = auth.issue(&user(), None).unwrap();
         assert_eq!(auth.verify_access(&tokens.access_token).unwrap().sub, "usr_1");
         assert!(auth.verify_access(&tokens.refresh_token).is_none());
         let other = Authenticator::new(b"another secret another secret 00");
@@ -226,7 +257,7 @@ mod tests {
     #[test]
     fn a_remembered_access_token_still_expires() {
         let auth = Authenticator::new(b"0123456789abcdef0123456789abcdef");
-        let token = auth.issue(&user()).unwrap().access_token;
+        let token = auth.issue(&user(), None).unwrap().access_token;
         let claims = auth.verify_access(&token).unwrap();
         assert_eq!(auth.verify_access_at(&token, claims.exp).unwrap().sub, "usr_1");
         assert!(auth.verify_access_at(&token, claims.exp + 1).is_none(), "expired though cached");
@@ -236,8 +267,30 @@ mod tests {
         let swapped = if &token[at..=at] == "A" { "B" } else { "A" };
         let forged = format!("{}{swapped}{}", &token[..at], &token[at + 1..]);
         assert!(auth.verify_access(&forged).is_none());
-        assert!(auth.verify_access(&auth.issue(&user()).unwrap().refresh_token).is_none());
+        assert!(auth.verify_access(&auth.issue(&user(), None).unwrap().refresh_token).is_none());
         assert_eq!(auth.verified.lock().unwrap().len(), 1, "only the valid access token is kept");
+    }
+
+    /// A refresh token passes only as one, signed with our secret, unexpired and with a family;
+    /// an exchange keeps the family.
+    #[test]
+    fn only_unexpired_refresh_tokens_of_a_family_pass_as_refresh_tokens() {
+        let auth = Authenticator::new(b"0123456789abcdef0123456789abcdef");
+        let tokens = auth.issue(&user(), None).unwrap();
+        let claims = auth.verify_refresh(&tokens.refresh_token).unwrap();
+        assert_eq!((claims.sub.as_str(), claims.jti.as_str()), ("usr_1", tokens.refresh_id.as_str()));
+        assert_eq!(claims.fam.as_deref(), Some(tokens.family_id.as_str()));
+        assert_eq!(tokens.refresh_expires_at.timestamp(), claims.exp);
+        let exchanged = auth.issue(&user(), Some(&tokens.family_id)).unwrap();
+        assert_eq!(exchanged.family_id, tokens.family_id);
+        assert_ne!(exchanged.refresh_id, tokens.refresh_id);
+        assert!(auth.verify_refresh(&tokens.access_token).is_none(), "an access token");
+        let other = Authenticator::new(b"another secret another secret 00");
+        assert!(other.verify_refresh(&tokens.refresh_token).is_none(), "another secret");
+        let (expired, _) = auth.token(&user(), "refresh", -1, Some("fam")).unwrap();
+        assert!(auth.verify_refresh(&expired).is_none(), "expired");
+        let (familyless, _) = auth.token(&user(), "refresh", 60, None).unwrap();
+        assert!(auth.verify_refresh(&familyless).is_none(), "issued before families");
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod m20261126_000005_add_contacts_and_dnc;
 mod m20261126_000006_add_campaigns;
 mod m20261126_000007_add_carrier_accounts_and_phone_numbers;
 mod m20261207_000008_order_due_campaign_contacts_by_id;
+mod m20261207_000009_add_refresh_tokens;
 
 /// Lists every migration in the order it applies.
 pub struct Migrator;
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000006_add_campaigns::Migration),
             Box::new(m20261126_000007_add_carrier_accounts_and_phone_numbers::Migration),
             Box::new(m20261207_000008_order_due_campaign_contacts_by_id::Migration),
+            Box::new(m20261207_000009_add_refresh_tokens::Migration),
         ]
     }
 }

@@ -1,5 +1,5 @@
 //! The `/api` surface, drop-in compatible with seed 000: login, click2call, recent calls and the
-//! transcript of a call. Handlers are plain async functions returning `Result<Response, ApiError>`.
+//! transcript of a call; and the exchange of a refresh token for new tokens. Handlers are plain async functions returning `Result<Response, ApiError>`.
 
 use std::sync::Arc;
 
@@ -20,6 +20,8 @@ use crate::error::{ApiError, FieldError, json_response};
 use crate::ids;
 use crate::netguard::{UrlRefusal, check_callback_url};
 use crate::store::calls::{self, Creation, RecentFilter};
+use crate::store::entities::user;
+use crate::store::refresh_tokens::{self, Exchange};
 use crate::store::users;
 use crate::store::writer::{WriteOp, WriteOutcome};
 use crate::telemetry;
@@ -52,12 +54,50 @@ pub async fn login(app: Arc<App>, body: Bytes) -> Result<Response, ApiError> {
     if !user.is_verified {
         return Err(ApiError::BadRequest("User is not verified".to_string()));
     }
-    let tokens = app.auth.issue(&user).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let tokens = issue_tokens(&app, &user, None).await?;
     info!(user.id = %user.id, "user logged in");
-    Ok(envelope(
-        "Login successful",
-        json!({ "access_token": tokens.access_token, "refresh_token": tokens.refresh_token, "token_type": "bearer" }),
-    ))
+    Ok(envelope("Login successful", tokens))
+}
+
+/// `POST /api/refresh-token`: exchanges a current refresh token for a new access and refresh
+/// token. The one presented is used up; presented again, it revokes every refresh token of its
+/// login, and whoever holds them must sign in again.
+pub async fn refresh_token(app: Arc<App>, body: Bytes) -> Result<Response, ApiError> {
+    let mut fields = BodyFields::new(validate::json_object(&body)?);
+    let token = fields.required_string("refresh_token");
+    fields.finish()?;
+    let claims = app.auth.verify_refresh(&token.unwrap_or_default()).ok_or(ApiError::Unauthenticated)?;
+    let family = match refresh_tokens::exchange(&app.db, &claims.jti, &claims.sub).await? {
+        Exchange::Rotated { family_id } => family_id,
+        Exchange::Reused => {
+            warn!(user.id = %claims.sub, "a refresh token was presented again after its exchange; its login is revoked");
+            return Err(ApiError::Unauthenticated);
+        }
+        Exchange::Refused => return Err(ApiError::Unauthenticated),
+    };
+    let user = users::find_by_id(&app.db, &claims.sub)
+        .await?
+        .filter(|user| user.workspace_id == claims.wid)
+        .ok_or(ApiError::Unauthenticated)?;
+    if !user.is_active {
+        return Err(ApiError::BadRequest("Inactive user".to_string()));
+    }
+    let tokens = issue_tokens(&app, &user, Some(&family)).await?;
+    Ok(envelope("Token refreshed", tokens))
+}
+
+/// Issues a token pair for `user` (its refresh token in `family`, or in a new one) and records
+/// the refresh token; returns the pair as login answers it.
+async fn issue_tokens(app: &App, user: &user::Model, family: Option<&str>) -> Result<Value, ApiError> {
+    let tokens = app.auth.issue(user, family).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let issued = refresh_tokens::Issued {
+        id: &tokens.refresh_id,
+        family_id: &tokens.family_id,
+        user_id: &user.id,
+        expires_at: tokens.refresh_expires_at,
+    };
+    refresh_tokens::record(&app.db, issued).await?;
+    Ok(json!({ "access_token": tokens.access_token, "refresh_token": tokens.refresh_token, "token_type": "bearer" }))
 }
 
 /// A validated click2call request.

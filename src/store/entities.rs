@@ -582,3 +582,30 @@ pub mod phone_number {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// Refresh tokens issued: each is used once, rotated for a new one of the same family.
+pub mod refresh_token {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "refresh_tokens")]
+    pub struct Model {
+        /// The token's `jti`.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// The tokens rotated from one login share it.
+        pub family_id: String,
+        pub user_id: String,
+        pub expires_at: DateTimeUtc,
+        /// When it was exchanged for a new token; a token is exchanged once.
+        pub rotated_at: Option<DateTimeUtc>,
+        /// When its family was revoked (a rotated token was presented again).
+        pub revoked_at: Option<DateTimeUtc>,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

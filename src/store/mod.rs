@@ -7,6 +7,7 @@ pub mod call_store;
 pub mod calls;
 pub mod entities;
 pub mod outbox;
+pub mod refresh_tokens;
 pub mod users;
 pub mod writer;
 

@@ -16,6 +16,7 @@ mod crash;
 mod durability;
 mod ops;
 mod recent;
+mod refresh_tokens;
 mod seed_flow;
 mod support;
 mod webhooks;
