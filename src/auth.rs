@@ -42,6 +42,14 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
     Argon2::default().verify_password(password.as_bytes(), hash).is_ok()
 }
 
+/// Returns the token of an `Authorization: Bearer …` header.
+pub fn bearer_token(authorization: Option<&str>) -> Option<&str> {
+    authorization
+        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+}
+
 /// Returns true for something shaped like an email address.
 pub fn is_valid_email(email: &str) -> bool {
     let Some((local, domain)) = email.split_once('@') else { return false };
@@ -199,11 +207,7 @@ impl Authenticator {
         db: &DatabaseConnection,
         authorization: Option<&str>,
     ) -> Result<user::Model, ApiError> {
-        let token = authorization
-            .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
-            .map(str::trim)
-            .filter(|token| !token.is_empty())
-            .ok_or(ApiError::Unauthenticated)?;
+        let token = bearer_token(authorization).ok_or(ApiError::Unauthenticated)?;
         let claims = self.verify_access(token).ok_or(ApiError::Unauthenticated)?;
         let user = self.user(db, &claims.sub).await?;
         if user.workspace_id != claims.wid {

@@ -121,6 +121,11 @@ impl RedisCounters {
         Ok(RedisCounters { connection, prefix: prefix.to_string() })
     }
 
+    /// The connection, for the rate limits kept in the same Redis.
+    pub fn connection(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+
     fn key(&self, scope: &str) -> String {
         format!("{}:live:{scope}", self.prefix)
     }

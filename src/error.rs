@@ -51,6 +51,9 @@ pub enum ApiError {
     /// An upstream (a carrier) refused or failed the request Dialplane made for it.
     #[error("{0}")]
     BadGateway(String),
+    /// The caller sent more requests to the route this minute than its limit (per minute).
+    #[error("Rate limit exceeded: {0}/minute")]
+    RateLimited(u64),
     /// A bug or an unexpected failure; details go to the log only.
     #[error("internal error: {0}")]
     Internal(String),
@@ -68,6 +71,7 @@ impl ApiError {
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -95,6 +99,7 @@ impl ApiError {
             | ApiError::Unavailable(detail)
             | ApiError::BadGateway(detail) => json!({ "detail": detail }),
             ApiError::Validation(errors) => json!({ "detail": errors }),
+            ApiError::RateLimited(_) => json!({ "detail": self.to_string() }),
             ApiError::Internal(message) => {
                 tracing::error!(error = %message, "request failed");
                 json!({ "detail": "Internal Server Error" })
@@ -118,6 +123,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::BadGateway(_) => "carrier_error",
+            ApiError::RateLimited(_) => "rate_limited",
             ApiError::Internal(_) => "internal_error",
         }
     }

@@ -21,6 +21,7 @@ pub mod http;
 pub mod ids;
 pub mod netguard;
 pub mod outbound;
+pub mod ratelimit;
 pub mod signing;
 pub mod store;
 pub mod telemetry;
@@ -70,6 +71,8 @@ pub struct App {
     /// The call state machine's policy, as the call actors have it.
     pub call_policy: dialplane_actors::fsm::Policy,
     pub counters: Arc<dyn LiveCounters>,
+    /// Per-user limits of the `/v1` routes seed 003 limits.
+    pub rate_limits: ratelimit::RateLimits,
     pub store: Arc<SeaCallStore>,
     /// Group-commits the hot writes (call creation, transitions, the callback log).
     pub writer: store::writer::Writer,
@@ -166,9 +169,14 @@ pub async fn run(
     let master = master_secret(&db, &config).await?;
     bootstrap_admin(&db, &config).await?;
 
-    let counters: Arc<dyn LiveCounters> = match &config.redis_url {
-        Some(url) => Arc::new(counters::RedisCounters::connect(url, &config.redis_prefix).await?),
-        None => Arc::new(counters::InProcessCounters::default()),
+    let (counters, request_counts): (Arc<dyn LiveCounters>, Arc<dyn ratelimit::RequestCounts>) = match &config.redis_url
+    {
+        Some(url) => {
+            let redis = counters::RedisCounters::connect(url, &config.redis_prefix).await?;
+            let requests = ratelimit::RedisCounts::new(redis.connection(), &config.redis_prefix);
+            (Arc::new(redis), Arc::new(requests))
+        }
+        None => (Arc::new(counters::InProcessCounters::default()), Arc::new(ratelimit::InProcessCounts::default())),
     };
     let outbox_ready = Arc::new(Notify::new());
     let signer = RecordingUrlSigner::new(derive_key(&master, "recording-urls"), &public_url);
@@ -238,6 +246,7 @@ pub async fn run(
         calls: calls.clone(),
         call_policy,
         counters,
+        rate_limits: ratelimit::RateLimits::new(request_counts),
         store,
         writer,
         sandbox,

@@ -28,6 +28,7 @@ use warp::{Filter, Rejection};
 
 use crate::App;
 use crate::error::{ApiError, json_response};
+use crate::ratelimit::{self, RouteLimit};
 use crate::telemetry;
 
 /// Largest request body accepted.
@@ -73,6 +74,30 @@ where
         telemetry::http_request(route, method, response.status().as_u16(), started.elapsed().as_secs_f64());
         response
     })
+}
+
+/// Runs a `/v1` handler under its route's per-user rate limit ([`crate::ratelimit`]): past the
+/// limit it answers 429 without running; every answer carries the `X-RateLimit-*` headers. A
+/// request without a valid access token is not counted (its handler answers 401).
+async fn limited<Fut>(
+    app: Arc<App>,
+    authorization: Option<String>,
+    limit: RouteLimit,
+    handler: Fut,
+) -> Result<Response, ApiError>
+where
+    Fut: Future<Output = Result<Response, ApiError>> + Send,
+{
+    let user = crate::auth::bearer_token(authorization.as_deref()).and_then(|token| app.auth.verify_access(token));
+    let Some(user) = user else { return handler.await };
+    let Some(verdict) = app.rate_limits.check(&user.sub, limit).await else { return handler.await };
+    let mut response = if verdict.allowed() {
+        handler.await.unwrap_or_else(ApiError::into_v1_response)
+    } else {
+        ApiError::RateLimited(verdict.limit).into_v1_response()
+    };
+    verdict.set_headers(response.headers_mut());
+    Ok(response)
 }
 
 /// Combines routes, boxing at every step so the filter types stay flat.
@@ -429,7 +454,10 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
         .and(with_app(app.clone()))
         .and(authorization())
         .and(body())
-        .then(|app, auth, body| timed_v1("/v1/webhooks", "POST", webhooks::create(app, auth, body)))
+        .then(|app: Arc<App>, auth: Option<String>, body| {
+            let handler = webhooks::create(app.clone(), auth.clone(), body);
+            timed_v1("/v1/webhooks", "POST", limited(app, auth, ratelimit::WEBHOOK_CREATE, handler))
+        })
         .or(warp::path!("v1" / "webhooks")
             .and(warp::get())
             .and(with_app(app.clone()))
@@ -512,7 +540,10 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
             .and(authorization())
             .and(raw_query())
             .and(body())
-            .then(|app, auth, query, body| timed_v1("/v1/contacts", "POST", contacts::create(app, auth, query, body)))
+            .then(|app: Arc<App>, auth: Option<String>, query, body| {
+                let handler = contacts::create(app.clone(), auth.clone(), query, body);
+                timed_v1("/v1/contacts", "POST", limited(app, auth, ratelimit::CONTACT_CREATE, handler))
+            })
             .boxed(),
         warp::path!("v1" / "contacts")
             .and(warp::get())
@@ -527,8 +558,9 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
             .and(authorization())
             .and(raw_query())
             .and(warp::body::content_length_limit(BULK_BODY_BYTES).and(warp::body::bytes()))
-            .then(|app, auth, query, body| {
-                timed_v1("/v1/contacts/bulk", "POST", contacts::bulk(app, auth, query, body))
+            .then(|app: Arc<App>, auth: Option<String>, query, body| {
+                let handler = contacts::bulk(app.clone(), auth.clone(), query, body);
+                timed_v1("/v1/contacts/bulk", "POST", limited(app, auth, ratelimit::CONTACT_BULK, handler))
             })
             .boxed(),
         warp::path!("v1" / "contacts" / "import")
@@ -553,8 +585,9 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
             .and(authorization())
             .and(raw_query())
             .and(body())
-            .then(|id, app, auth, query, body| {
-                timed_v1("/v1/contacts/{id}", "PATCH", contacts::update(app, auth, id, query, body))
+            .then(|id, app: Arc<App>, auth: Option<String>, query, body| {
+                let handler = contacts::update(app.clone(), auth.clone(), id, query, body);
+                timed_v1("/v1/contacts/{id}", "PATCH", limited(app, auth, ratelimit::CONTACT_UPDATE, handler))
             })
             .boxed(),
         warp::path!("v1" / "contacts" / String)
@@ -670,15 +703,20 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(Response,)> {
             .and(warp::post())
             .and(with_app(app.clone()))
             .and(authorization())
-            .and_then(|id, action: String, app, auth| async move {
-                let action: &'static str = match action.as_str() {
-                    "launch" => "launch",
-                    "pause" => "pause",
-                    "resume" => "resume",
-                    "stop" => "stop",
+            .and_then(|id, action: String, app: Arc<App>, auth: Option<String>| async move {
+                let (action, limit): (&'static str, _) = match action.as_str() {
+                    "launch" => ("launch", Some(ratelimit::CAMPAIGN_LAUNCH)),
+                    "pause" => ("pause", None),
+                    "resume" => ("resume", None),
+                    "stop" => ("stop", Some(ratelimit::CAMPAIGN_STOP)),
                     _ => return Err(warp::reject::not_found()),
                 };
-                Ok(timed_v1("/v1/campaigns/{id}/{action}", "POST", campaigns::act(app, auth, id, action)).await)
+                let handler = campaigns::act(app.clone(), auth.clone(), id, action);
+                let response = match limit {
+                    Some(limit) => timed_v1("/v1/campaigns/{id}/{action}", "POST", limited(app, auth, limit, handler)),
+                    None => timed_v1("/v1/campaigns/{id}/{action}", "POST", handler),
+                };
+                Ok(response.await)
             })
             .boxed(),
     ]);

@@ -15,6 +15,7 @@ mod contacts;
 mod crash;
 mod durability;
 mod ops;
+mod rate_limits;
 mod recent;
 mod refresh_tokens;
 mod seed_flow;
