@@ -408,8 +408,8 @@ async fn reconcile_counters(app: &App, db: &DatabaseConnection) {
 /// Periodic upkeep: rebuilds the live counters from the database every
 /// `counter_reconcile_interval` (at start, `run` rebuilt them before resuming calls), so they
 /// recover from crashes and counter-store outages; reloads the webhook subscriptions and carrier
-/// accounts, and forgets Idempotency-Keys older than 48 hours. It reads and deletes through
-/// `db`, the timers' connection ([`store::open_for_timers`]).
+/// accounts, and forgets Idempotency-Keys older than 48 hours and expired refresh tokens. It
+/// reads and deletes through `db`, the timers' connection ([`store::open_for_timers`]).
 async fn maintain(app: Arc<App>, db: DatabaseConnection, mut stopped: watch::Receiver<bool>) {
     let mut interval = tokio::time::interval(app.config.counter_reconcile_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -440,6 +440,9 @@ async fn maintain(app: Arc<App>, db: DatabaseConnection, mut stopped: watch::Rec
         let horizon = chrono::Utc::now() - chrono::Duration::hours(48);
         if let Err(e) = store::calls::forget_idempotency_keys(&db, horizon).await {
             warn!(error = %e, "old idempotency keys could not be deleted");
+        }
+        if let Err(e) = store::refresh_tokens::forget_expired(&db, chrono::Utc::now()).await {
+            warn!(error = %e, "expired refresh tokens could not be deleted");
         }
     }
 }

@@ -26,7 +26,8 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        index(manager, "idx_refresh_tokens_family", RefreshTokens::Table, &[RefreshTokens::FamilyId]).await
+        index(manager, "idx_refresh_tokens_family", RefreshTokens::Table, &[RefreshTokens::FamilyId]).await?;
+        index(manager, "idx_refresh_tokens_expires", RefreshTokens::Table, &[RefreshTokens::ExpiresAt]).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

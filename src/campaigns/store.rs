@@ -404,15 +404,15 @@ struct Settlement<'a> {
     due: bool,
 }
 
+/// Contacts given the same decision, each with its own due time if the decision sets one.
+type Settled = Vec<(i64, Option<DateTime<Utc>>)>;
+
 /// Groups decisions by what they write, so a batch is settled by a statement per kind of decision,
 /// not one per contact; each contact comes with its due time, if it gets one. A contact given two
 /// decisions keeps the first, as when each was its own conditional update.
-fn settlements<'a>(
-    updates: &'a [(i64, ContactUpdate)],
-    waiting: &'a str,
-) -> Vec<(Settlement<'a>, Vec<(i64, Option<DateTime<Utc>>)>)> {
+fn settlements<'a>(updates: &'a [(i64, ContactUpdate)], waiting: &'a str) -> Vec<(Settlement<'a>, Settled)> {
     let mut seen = HashSet::with_capacity(updates.len());
-    let mut groups: Vec<(Settlement<'a>, Vec<(i64, Option<DateTime<Utc>>)>)> = Vec::new();
+    let mut groups: Vec<(Settlement<'a>, Settled)> = Vec::new();
     for (id, update) in updates {
         if !seen.insert(*id) {
             continue;

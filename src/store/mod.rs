@@ -268,6 +268,10 @@ mod tests {
                 "forget_idempotency_keys",
                 calls::forget_idempotency_keys_query(chrono::Utc::now()).build(DbBackend::Sqlite),
             ),
+            (
+                "refresh_tokens::forget_expired",
+                refresh_tokens::forget_expired_query(chrono::Utc::now()).build(DbBackend::Sqlite),
+            ),
         ];
         for (name, statement) in statements {
             let values = statement.values.map(|values| values.0).unwrap_or_default();

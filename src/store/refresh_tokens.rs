@@ -5,7 +5,9 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set,
+};
 
 use super::entities::refresh_token;
 
@@ -31,6 +33,16 @@ pub async fn record(db: &DatabaseConnection, token: Issued<'_>) -> Result<(), Db
     .insert(db)
     .await
     .map(|_| ())
+}
+
+/// Deletes the records of refresh tokens expired before `now` (their tokens no longer verify).
+pub async fn forget_expired(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<u64, DbErr> {
+    Ok(forget_expired_query(now).exec(db).await?.rows_affected)
+}
+
+/// The statement of [`forget_expired`], which runs every 30 s.
+pub(crate) fn forget_expired_query(now: DateTime<Utc>) -> sea_orm::DeleteMany<refresh_token::Entity> {
+    refresh_token::Entity::delete_many().filter(refresh_token::Column::ExpiresAt.lt(now))
 }
 
 /// What presenting a refresh token for exchange did.

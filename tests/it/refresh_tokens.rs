@@ -55,3 +55,27 @@ async fn a_refresh_request_without_a_valid_refresh_token_is_refused() {
     assert_eq!(exchange(&server, "not.a.token").await.0, 401);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_refresh_tokens_are_forgotten_and_current_ones_kept() {
+    use dialplane::store::entities::refresh_token;
+    use dialplane::store::refresh_tokens::{self, Issued};
+    use sea_orm::EntityTrait;
+
+    let server = TestServer::start().await;
+    login(&server).await;
+    let user = dialplane::store::users::find_by_email(&server.db, EMAIL).await.unwrap().unwrap();
+    let expired = Issued {
+        id: "expired",
+        family_id: "family",
+        user_id: &user.id,
+        expires_at: chrono::Utc::now() - chrono::Duration::seconds(1),
+    };
+    refresh_tokens::record(&server.db, expired).await.unwrap();
+    // The server's upkeep (every 0.2 s here) may forget it first.
+    refresh_tokens::forget_expired(&server.db, chrono::Utc::now()).await.unwrap();
+    let left = refresh_token::Entity::find().all(&server.db).await.unwrap();
+    assert_eq!(left.len(), 1, "the login's token stays: {left:?}");
+    assert!(left[0].expires_at > chrono::Utc::now());
+    server.stop().await;
+}
