@@ -157,9 +157,9 @@ pub enum Transition {
     Refused(String),
 }
 
-/// Moves a campaign: `launch` (draft → running, or → scheduled before its `starts_at`), `pause` (running → paused), `resume` (paused →
-/// running), `stop` (any active state → stopped, remaining contacts canceled). The state change and
-/// its event are one transaction.
+/// Moves a campaign: `launch` (draft → running, or → scheduled before its `starts_at`), `pause`
+/// (running → paused), `resume` (paused → running), `stop` (any active state → stopped, remaining
+/// contacts canceled). The state change and its event are one transaction.
 pub async fn transition(
     db: &DatabaseConnection,
     events: &Events,
@@ -377,7 +377,8 @@ fn store_error(e: DbErr) -> StoreError {
 }
 
 /// Selects the ids of up to `n` of a campaign's due, pending contacts, oldest due first, ties
-/// broken by id: the order `idx_campaign_contacts_due_by_id` keeps, so the first `n` are read, not all.
+/// broken by id: the order `idx_campaign_contacts_due_by_id` keeps, so the first `n` are read, not
+/// all.
 pub fn due_contacts_query(campaign_id: &str, n: u32, now: DateTime<Utc>) -> SelectStatement {
     Query::select()
         .column(campaign_contact::Column::Id)
@@ -663,8 +664,8 @@ impl CampaignStore for SeaCampaignStore {
     }
 }
 
-/// Returns the campaigns whose actors should run: scheduled, running and paused ones, and stopped ones with
-/// calls still in flight (their outcomes must still be recorded).
+/// Returns the campaigns whose actors should run: scheduled, running and paused ones, and stopped
+/// ones with calls still in flight (their outcomes must still be recorded).
 pub async fn active(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
     let mut ids: Vec<String> = campaign::Entity::find()
         .select_only()

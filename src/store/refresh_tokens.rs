@@ -66,14 +66,14 @@ pub async fn exchange(db: &DatabaseConnection, id: &str, user_id: &str) -> Resul
         .filter(refresh_token::Column::UserId.eq(user_id))
         .filter(refresh_token::Column::RotatedAt.is_null())
         .filter(refresh_token::Column::RevokedAt.is_null())
-        .exec(db)
+        .exec_with_returning(db)
         .await?;
+    if let Some(token) = rotated.into_iter().next() {
+        return Ok(Exchange::Rotated { family_id: token.family_id });
+    }
     let Some(token) = refresh_token::Entity::find_by_id(id.to_string()).one(db).await? else {
         return Ok(Exchange::Refused);
     };
-    if rotated.rows_affected == 1 {
-        return Ok(Exchange::Rotated { family_id: token.family_id });
-    }
     if token.user_id != user_id || token.revoked_at.is_some() {
         return Ok(Exchange::Refused);
     }
