@@ -467,15 +467,19 @@ async fn creation(store: Store<'_>, client: &reqwest::Client, reference: f64, qu
         server.idle_rss_kib as f64 / 1024.0
     );
     let create = click2call(&server.base, &server.token, "919999990006", None);
+    let commits = GroupCommits::read(client, &server.base).await;
     let saturation = saturate(client, create, window).await;
     println!("[{name}] {}", saturation.line("click2call creation at saturation", Some(reference)));
+    println!("[{name}]   {}", GroupCommits::read(client, &server.base).await.since(commits));
     stop(server).await;
 
     let server = start_dialplane(client, &fresh(database_url, "b"), redis_url).await;
     let create = click2call(&server.base, &server.token, "919999990006", None);
+    let commits = GroupCommits::read(client, &server.base).await;
     let rate =
         fixed_rate(client, create, 5000, Duration::from_secs(1), Duration::from_secs(if quick { 2 } else { 5 })).await;
     println!("[{name}] {}", rate.line("click2call creation at 5,000 req/s offered", None));
+    println!("[{name}]   {} (warm-up included)", GroupCommits::read(client, &server.base).await.since(commits));
     stop(server).await;
 }
 
@@ -491,6 +495,7 @@ async fn whole_calls(store: Store<'_>, client: &reqwest::Client, quick: bool) {
         Err(_) => 3000,
     };
     let whole = click2call(&server.base, &server.token, "919999999999", Some(hook));
+    let commits = GroupCommits::read(client, &server.base).await;
     let (started, cpu_before) = (Instant::now(), process_cpu());
     send_range(client, &whole, 0, calls).await;
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -505,6 +510,7 @@ async fn whole_calls(store: Store<'_>, client: &reqwest::Client, quick: bool) {
         done as f64 / started.elapsed().as_secs_f64(),
         cpu.as_secs_f64() * 1e6 / done.max(1) as f64
     );
+    println!("[{name}]   {}", GroupCommits::read(client, &server.base).await.since(commits));
     stop(server).await;
 }
 
@@ -594,6 +600,51 @@ async fn webhook_delivery(name: &str, client: &reqwest::Client, server: &Running
 async fn stop(server: Running) {
     let _ = server.stop.send(());
     let _ = server.task.await;
+}
+
+/// The writer's group commits so far (all but those gone write by write): how many, their
+/// writes, their seconds.
+/// The metrics recorder is the process's, shared by every server the harness starts, so a phase
+/// reports the difference between two reads.
+#[derive(Clone, Copy, Default)]
+struct GroupCommits {
+    batches: f64,
+    /// Of them, the batches written as one statement with no transaction around it (PostgreSQL).
+    one_statement: f64,
+    writes: f64,
+    seconds: f64,
+}
+
+impl GroupCommits {
+    async fn read(client: &reqwest::Client, base: &str) -> GroupCommits {
+        let text = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+        let value = |series: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse::<f64>().ok()))
+                .unwrap_or(0.0)
+        };
+        let both = |metric: &str| {
+            value(&format!("{metric}{{went=\"together\"}}")) + value(&format!("{metric}{{went=\"one_statement\"}}"))
+        };
+        GroupCommits {
+            batches: both("dialplane_write_batch_writes_count"),
+            one_statement: value("dialplane_write_batch_writes_count{went=\"one_statement\"}"),
+            writes: both("dialplane_write_batch_writes_sum"),
+            seconds: both("dialplane_write_batch_duration_seconds_sum"),
+        }
+    }
+
+    /// What happened since `before`, as a line.
+    fn since(&self, before: GroupCommits) -> String {
+        let batches = (self.batches - before.batches).max(1.0);
+        format!(
+            "{:.0} group commits ({:.0} as one statement), {:.1} writes and {:.2} ms each on average",
+            self.batches - before.batches,
+            self.one_statement - before.one_statement,
+            (self.writes - before.writes) / batches,
+            (self.seconds - before.seconds) * 1000.0 / batches
+        )
+    }
 }
 
 /// The PostgreSQL databases [`fresh`] created, for [`drop_fresh_databases`].

@@ -28,6 +28,8 @@ pub const CAMPAIGN_LIVE_CALLS: &str = "dialplane_campaign_live_calls";
 pub const CAMPAIGN_CONTACTS_PENDING: &str = "dialplane_campaign_contacts_pending";
 pub const CARRIER_QUEUE_WAIT_SECONDS: &str = "dialplane_carrier_queue_wait_seconds";
 pub const LIVEKIT_ACTIVE_CALLS: &str = "dialplane_livekit_active_calls";
+pub const WRITE_BATCH_WRITES: &str = "dialplane_write_batch_writes";
+pub const WRITE_BATCH_DURATION_SECONDS: &str = "dialplane_write_batch_duration_seconds";
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -44,6 +46,16 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .set_buckets_for_metric(
                     Matcher::Full(WEBHOOK_ATTEMPT_DURATION_SECONDS.to_string()),
                     &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+                )
+                .expect("buckets are not empty")
+                .set_buckets_for_metric(
+                    Matcher::Full(WRITE_BATCH_WRITES.to_string()),
+                    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+                )
+                .expect("buckets are not empty")
+                .set_buckets_for_metric(
+                    Matcher::Full(WRITE_BATCH_DURATION_SECONDS.to_string()),
+                    &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0],
                 )
                 .expect("buckets are not empty")
                 .build_recorder();
@@ -106,6 +118,15 @@ fn describe() {
     describe_counter!(CAMPAIGN_OUTCOMES_TOTAL, "Outcomes of campaign calls, by campaign and outcome.");
     describe_gauge!(CAMPAIGN_LIVE_CALLS, "Calls in flight, by campaign.");
     describe_gauge!(CAMPAIGN_CONTACTS_PENDING, "Contacts waiting to be dialed, by campaign.");
+    describe_histogram!(
+        WRITE_BATCH_WRITES,
+        "Writes per group commit of the writer, by how the batch went (together, one_statement, or each after a failure)."
+    );
+    describe_histogram!(
+        WRITE_BATCH_DURATION_SECONDS,
+        Unit::Seconds,
+        "How long a group commit of the writer took, from its first statement to its commit."
+    );
     describe_gauge!(WEBHOOK_OUTBOX_PENDING, "Messages waiting in the outbox, by subscription state.");
     describe_gauge!(
         WEBHOOK_OUTBOX_OLDEST_AGE_SECONDS,
@@ -119,6 +140,14 @@ fn describe() {
 pub fn webhook_attempt(result: &'static str, seconds: f64) {
     counter!(WEBHOOK_DELIVERIES_TOTAL, "result" => result).increment(1);
     histogram!(WEBHOOK_ATTEMPT_DURATION_SECONDS).record(seconds);
+}
+
+/// Records a group commit of the writer: how many writes it held, how long it took from its first
+/// statement to its commit, and how they went: `together` in a transaction, as `one_statement`
+/// (PostgreSQL), or one by one (`each`, after one of them failed).
+pub fn write_batch(writes: usize, seconds: f64, went: &'static str) {
+    histogram!(WRITE_BATCH_WRITES, "went" => went).record(writes as f64);
+    histogram!(WRITE_BATCH_DURATION_SECONDS, "went" => went).record(seconds);
 }
 
 /// Records a campaign call placed (its dial rate is this counter's rate).

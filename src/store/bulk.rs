@@ -363,7 +363,7 @@ pub async fn write_rows(conn: &impl ConnectionTrait, rows: BulkRows) -> Result<(
     // back from its thread and a wake-up of the writer; on PostgreSQL, whose writer plans each
     // statement afresh, each is planned and run. A batch of creations fills three of the nine.
     let mut statements = Vec::with_capacity(PARTS);
-    let mut values = Vec::with_capacity(PARTS);
+    let mut values = Vec::with_capacity(PARTS + 1);
     for (part, mut document) in PART_ORDER.into_iter().zip(rows.documents) {
         if document.is_empty() {
             continue;
@@ -378,22 +378,49 @@ pub async fn write_rows(conn: &impl ConnectionTrait, rows: BulkRows) -> Result<(
             conn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?.rows_affected()
         }
         DbBackend::Postgres => {
+            // The statement checks its own count: short of the rows expected, it divides by
+            // zero, so it fails whole, and a batch written with no transaction around it (the
+            // writer's one-statement batches) leaves nothing behind.
             let ctes: Vec<String> =
                 statements.iter().enumerate().map(|(i, sql)| format!("w{i} AS ({sql} RETURNING 1)")).collect();
             let counts: Vec<String> = (0..statements.len()).map(|i| format!("(SELECT count(*) FROM w{i})")).collect();
-            let sql = format!("WITH {} SELECT ({})::bigint", ctes.join(",\n"), counts.join(" + "));
-            let row = conn.query_one_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
+            let sql = format!(
+                "WITH {} SELECT written / (written = ${})::int FROM (SELECT ({})::bigint AS written) AS counted",
+                ctes.join(",\n"),
+                statements.len() + 1,
+                counts.join(" + ")
+            );
+            values.push(Value::from(i64::try_from(expected).unwrap_or(i64::MAX)));
+            let row = match conn.query_one_raw(Statement::from_sql_and_values(backend, sql, values)).await {
+                Err(e) if is_division_by_zero(&e) => return Err(short_of(None, expected)),
+                other => other?,
+            };
             let written = row.map(|row| row.try_get_by_index::<i64>(0)).transpose()?.unwrap_or(0);
             u64::try_from(written).unwrap_or(0)
         }
         other => return Err(DbErr::Custom(format!("bulk writes are not built for {other:?}"))),
     };
     if written != expected as u64 {
-        return Err(DbErr::RecordNotFound(format!(
-            "{written} of {expected} rows were written: an update found no row"
-        )));
+        return Err(short_of(Some(written), expected));
     }
     Ok(())
+}
+
+/// The error of a bulk write that wrote fewer rows than it had (`written`, when known).
+fn short_of(written: Option<u64>, expected: usize) -> DbErr {
+    let written = written.map_or_else(|| "fewer".to_string(), |n| n.to_string());
+    DbErr::RecordNotFound(format!("{written} of {expected} rows were written: an update found no row"))
+}
+
+/// Whether PostgreSQL refused the statement for a division by zero (SQLSTATE 22012).
+fn is_division_by_zero(e: &DbErr) -> bool {
+    use sea_orm::{RuntimeErr, sqlx};
+    match e {
+        DbErr::Exec(RuntimeErr::SqlxError(inner)) | DbErr::Query(RuntimeErr::SqlxError(inner)) => {
+            matches!(inner.as_ref(), sqlx::Error::Database(db) if db.code().as_deref() == Some("22012"))
+        }
+        _ => false,
+    }
 }
 
 /// The statement of `part`, reading its rows from parameter `param`.

@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::Utc;
 use dialplane_actors::CallRecord;
@@ -40,6 +41,9 @@ use crate::telemetry;
 use crate::webhooks::SubscriptionDirectory;
 use crate::webhooks::events;
 use crate::webhooks::store::{self as webhook_store, WakeSender};
+
+/// The event a new call announces to the subscriptions.
+const QUEUED_EVENT: &str = "call.queued";
 
 /// Most writes one transaction takes.
 const MAX_BATCH: usize = 256;
@@ -251,8 +255,10 @@ async fn write_batch(context: &WriterContext, jobs: Vec<Job>) {
     // Most batches succeed whole: one transaction, no savepoints (two statements fewer per
     // write). Only when a write fails is the batch run again write by write, each in its own
     // savepoint, so the failure stays its own.
+    let (started, writes) = (Instant::now(), jobs.len());
     match write_together(context, &jobs).await {
-        Ok((outcomes, after)) => {
+        Ok((outcomes, after, went)) => {
+            telemetry::write_batch(writes, started.elapsed().as_secs_f64(), went);
             settle(context, after);
             for (job, outcome) in jobs.into_iter().zip(outcomes) {
                 let _ = job.reply.send(Ok(outcome));
@@ -266,12 +272,28 @@ async fn write_batch(context: &WriterContext, jobs: Vec<Job>) {
                 let _ = job.reply.send(Err(e));
             }
         }
-        Err(_) => write_each(context, jobs).await,
+        Err(_) => {
+            write_each(context, jobs).await;
+            telemetry::write_batch(writes, started.elapsed().as_secs_f64(), "each");
+        }
     }
 }
 
-/// Applies every write of a batch in one transaction; any failure rolls all of them back.
-async fn write_together(context: &WriterContext, jobs: &[Job]) -> Result<(Vec<WriteOutcome>, AfterCommit), DbErr> {
+/// What a batch's writes came to, what is left to do once they are committed, and how they went
+/// (`one_statement` or `together`, for the metrics).
+type Together = (Vec<WriteOutcome>, AfterCommit, &'static str);
+
+/// Applies every write of a batch in one transaction (or one statement, which is one); any
+/// failure rolls all of them back.
+async fn write_together(context: &WriterContext, jobs: &[Job]) -> Result<Together, DbErr> {
+    if let Some(rows) = bulk_write_alone(context.db.get_database_backend(), &context.subscriptions, jobs) {
+        bulk::write_rows(&context.db, rows).await?;
+        let outcome = |job: &Job| match job.op {
+            WriteOp::InsertCall { .. } => WriteOutcome::Created(Creation::Created),
+            _ => WriteOutcome::Done,
+        };
+        return Ok((jobs.iter().map(outcome).collect(), AfterCommit::default(), "one_statement"));
+    }
     let txn = super::begin_write(&context.db).await?;
     let mut after = AfterCommit::default();
     let applied = async {
@@ -288,7 +310,7 @@ async fn write_together(context: &WriterContext, jobs: &[Job]) -> Result<(Vec<Wr
     match applied {
         Ok(outcomes) => {
             txn.commit().await?;
-            Ok((outcomes, after))
+            Ok((outcomes, after, "together"))
         }
         Err(e) => {
             let _ = txn.rollback().await;
@@ -313,37 +335,17 @@ enum Bulked {
 /// fragment its caller built; then, with one more ([`bulk::advance`]), the transitions that
 /// announce events. Returns, per write, what of it is done; [`apply`] does the rest.
 async fn write_in_bulk(conn: &impl ConnectionTrait, jobs: &[Job]) -> Result<Vec<Bulked>, DbErr> {
-    // A call (or a sandbox call) written more than once in a batch gets its updates one by one,
-    // in order: two transitions, or a transition of a row the same batch adds (on PostgreSQL, the
-    // bulk statement's updates do not see its own inserts).
-    let mut writes_per_call: HashMap<&str, usize> = HashMap::new();
-    let mut writes_per_sandbox_call: HashMap<&str, usize> = HashMap::new();
-    for job in jobs {
-        let (writes, id) = match &job.op {
-            WriteOp::Commit { record, .. } => (&mut writes_per_call, record.id.as_str()),
-            WriteOp::InsertCall { row, .. } => (&mut writes_per_call, row.id.as_str()),
-            WriteOp::SandboxProgress { sid, .. } => (&mut writes_per_sandbox_call, sid.as_str()),
-            WriteOp::SandboxCall(row) => (&mut writes_per_sandbox_call, row.sid.as_str()),
-            _ => continue,
-        };
-        *writes.entry(id).or_default() += 1;
-    }
-    let alone = |op: &WriteOp| match op {
-        WriteOp::Commit { record, .. } => writes_per_call.get(record.id.as_str()) == Some(&1),
-        WriteOp::SandboxProgress { sid, .. } => writes_per_sandbox_call.get(sid.as_str()) == Some(&1),
-        _ => true,
-    };
     let mut bulked: Vec<Bulked> = jobs.iter().map(|_| Bulked::No).collect();
     let mut rows = bulk::BulkRows::default();
     let mut advances = Vec::new();
-    for (job, bulked) in jobs.iter().zip(bulked.iter_mut()) {
+    for ((job, bulked), alone) in jobs.iter().zip(bulked.iter_mut()).zip(alone_in_batch(jobs)) {
         if let Some(fragment) = &job.fragment
-            && alone(&job.op)
+            && alone
         {
             rows.push(fragment);
             *bulked = Bulked::Done;
         } else if let Some(advance) = &job.advance
-            && alone(&job.op)
+            && alone
         {
             advances.push(advance);
         }
@@ -360,6 +362,56 @@ async fn write_in_bulk(conn: &impl ConnectionTrait, jobs: &[Job]) -> Result<Vec<
         }
     }
     Ok(bulked)
+}
+
+/// Per write of the batch, whether it may go in a bulk statement: not an update of a call (or a
+/// sandbox call) the batch writes more than once. Those go one by one, in order: two
+/// transitions, or a transition of a row the same batch adds (on PostgreSQL, the bulk statement's
+/// updates do not see its own inserts).
+fn alone_in_batch(jobs: &[Job]) -> Vec<bool> {
+    let mut writes_per_call: HashMap<&str, usize> = HashMap::new();
+    let mut writes_per_sandbox_call: HashMap<&str, usize> = HashMap::new();
+    for job in jobs {
+        let (writes, id) = match &job.op {
+            WriteOp::Commit { record, .. } => (&mut writes_per_call, record.id.as_str()),
+            WriteOp::InsertCall { row, .. } => (&mut writes_per_call, row.id.as_str()),
+            WriteOp::SandboxProgress { sid, .. } => (&mut writes_per_sandbox_call, sid.as_str()),
+            WriteOp::SandboxCall(row) => (&mut writes_per_sandbox_call, row.sid.as_str()),
+            _ => continue,
+        };
+        *writes.entry(id).or_default() += 1;
+    }
+    jobs.iter()
+        .map(|job| match &job.op {
+            WriteOp::Commit { record, .. } => writes_per_call.get(record.id.as_str()) == Some(&1),
+            WriteOp::SandboxProgress { sid, .. } => writes_per_sandbox_call.get(sid.as_str()) == Some(&1),
+            _ => true,
+        })
+        .collect()
+}
+
+/// The batch's bulk rows, when its bulk write is all of it: every write goes in the bulk
+/// statement and leaves [`apply`] nothing to do (no Idempotency-Key to store, no event to
+/// announce, no subscription told of a new call). Only on PostgreSQL, where one statement is a
+/// transaction of its own: such a batch is then one round trip, not three (`BEGIN`, the write,
+/// `COMMIT`). A batch of creations at 5,000 a second took 3.3 ms in those three, its writer task
+/// busy nearly all the time (BENCHMARKS.md). On SQLite the bulk write is several statements, and
+/// only a transaction makes them one.
+fn bulk_write_alone(backend: DbBackend, subscriptions: &SubscriptionDirectory, jobs: &[Job]) -> Option<bulk::BulkRows> {
+    if backend != DbBackend::Postgres {
+        return None;
+    }
+    let mut rows = bulk::BulkRows::default();
+    for (job, alone) in jobs.iter().zip(alone_in_batch(jobs)) {
+        let fragment = job.fragment.as_ref().filter(|_| alone)?;
+        if let WriteOp::InsertCall { row, .. } = &job.op
+            && !subscriptions.subscribers(&row.workspace_id, QUEUED_EVENT).is_empty()
+        {
+            return None;
+        }
+        rows.push(fragment);
+    }
+    Some(rows)
 }
 
 /// An event log row to insert one by one: the database numbers the log.
@@ -556,7 +608,7 @@ async fn insert_call(
     }
     let event = webhook_store::Event {
         workspace_id: &row.workspace_id,
-        event_type: "call.queued",
+        event_type: QUEUED_EVENT,
         call_id: Some(&row.id),
         at: row.created_at,
         except: None,
@@ -807,6 +859,71 @@ mod tests {
             transcript_language: None,
             agent_config: serde_json::Value::Null,
         }
+    }
+
+    /// On PostgreSQL a batch whose every write goes in the bulk statement, and leaves nothing
+    /// else to do, is that statement alone (no transaction around it). A write the bulk
+    /// statement cannot take, a second write of one call, a transition that announces events,
+    /// or a new call a subscription hears of, keeps the batch in a transaction; so does SQLite.
+    #[tokio::test]
+    async fn a_batch_all_in_bulk_is_one_statement_on_postgres_only() {
+        let pg_job = |op: WriteOp| Job::new(DbBackend::Postgres, op, oneshot::channel().0);
+        let state = || CallState::new(dialplane_actors::CallType::ClickToCall, false, Utc::now());
+        let insert =
+            |id: &str| WriteOp::InsertCall { row: calls::new_row(&record(id), None, &state()), idempotency: None };
+        let quiet = |id: &str| WriteOp::Commit { record: record(id), state: state(), published: Vec::new() };
+        let progress = WriteOp::SandboxProgress { sid: "SB1".into(), acked_sequence: 2, finished: false };
+        let all_in_bulk = || vec![pg_job(insert("call_a")), pg_job(quiet("call_b")), pg_job(log_write("call_c"))];
+        let nobody = SubscriptionDirectory::default();
+        let mut batch = all_in_bulk();
+        batch.push(pg_job(progress));
+        let rows = bulk_write_alone(DbBackend::Postgres, &nobody, &batch).expect("one statement");
+        assert_eq!(rows.len(), 4);
+        assert!(bulk_write_alone(DbBackend::Sqlite, &nobody, &batch).is_none(), "SQLite needs a transaction");
+
+        let announcing =
+            WriteOp::Commit { record: record("call_d"), state: state(), published: vec![Lifecycle::Answered] };
+        let failed = WriteOp::CallbackAttempt {
+            id: 1,
+            attempts: 1,
+            result: AttemptResult::Failed { status_code: Some(500), error: "boom".into() },
+        };
+        let keyed = WriteOp::InsertCall {
+            row: calls::new_row(&record("call_e"), None, &state()),
+            idempotency: Some(IdempotentRequest {
+                key: "k".into(),
+                request_hash: "h".into(),
+                response_status: 200,
+                response_body: "{}".into(),
+            }),
+        };
+        for (why, extra) in [
+            ("a transition that announces events", announcing),
+            ("a failed delivery attempt", failed),
+            ("a creation with an Idempotency-Key", keyed),
+            ("a second write of call_b", quiet("call_b")),
+        ] {
+            let mut batch = all_in_bulk();
+            batch.push(pg_job(extra));
+            assert!(bulk_write_alone(DbBackend::Postgres, &nobody, &batch).is_none(), "{why}");
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let (db, context) = writer_on_sqlite(&dir).await;
+        let queued_only = webhook_store::SubscriptionFields {
+            url: "http://localhost/subscriber".to_string(),
+            description: String::new(),
+            event_types: vec![QUEUED_EVENT.to_string()],
+            enabled: true,
+        };
+        webhook_store::create(&db, "ws_1", queued_only).await.unwrap();
+        context.subscriptions.reload(&db).await.unwrap();
+        assert!(
+            bulk_write_alone(DbBackend::Postgres, &context.subscriptions, &all_in_bulk()).is_none(),
+            "a subscription hears of the new call"
+        );
+        let without_insert = vec![pg_job(quiet("call_b")), pg_job(log_write("call_c"))];
+        assert!(bulk_write_alone(DbBackend::Postgres, &context.subscriptions, &without_insert).is_some());
     }
 
     /// The writes that can go in a bulk write carry their row from the caller; a transition

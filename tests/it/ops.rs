@@ -37,6 +37,8 @@ async fn operational_endpoints_answer() {
         "dialplane_calls_ended_total{call_type=\"C2C\",outcome=\"completed\"}",
         "dialplane_live_calls",
         "dialplane_carrier_callbacks_total{carrier=\"sandbox\",result=\"routed\"}",
+        "dialplane_write_batch_writes_bucket{went=\"together\",le=\"1\"}",
+        "dialplane_write_batch_duration_seconds_count{went=\"together\"}",
     ] {
         assert!(text.contains(expected), "missing {expected} in\n{text}");
     }
