@@ -28,6 +28,9 @@ use crate::webhooks::sender::SignedPost;
 /// the queue grew until the load stopped; at 256 it stays near 200 (BENCHMARKS.md).
 const DELIVERIES_IN_FLIGHT: usize = 256;
 
+/// The longest a shutdown waits for the callbacks due when it began.
+const SHUTDOWN_DELIVERY_GRACE: Duration = Duration::from_secs(5);
+
 /// Delivers outbox messages.
 pub struct DeliveryWorker {
     db: DatabaseConnection,
@@ -65,7 +68,7 @@ impl DeliveryWorker {
                 }
             };
             if *shutdown.borrow() {
-                return;
+                return self.deliver_what_is_due().await;
             }
             if delivered_any {
                 continue;
@@ -73,8 +76,24 @@ impl DeliveryWorker {
             tokio::select! {
                 _ = self.outbox_ready.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => return self.deliver_what_is_due().await,
             }
+        }
+    }
+
+    /// At shutdown: attempts the messages due now, round after round (a call's next message is due
+    /// once the one before it is delivered), until a round finds none, for at most
+    /// [`SHUTDOWN_DELIVERY_GRACE`]. The calls drained before the shutdown announce their ends
+    /// as they finish, and their callbacks went out with them, not at the next start. A message
+    /// that fails is retried later, by the next start, so the rounds end.
+    async fn deliver_what_is_due(&self) {
+        let rounds = async {
+            while let Ok(n) = self.deliver_due().await
+                && n > 0
+            {}
+        };
+        if tokio::time::timeout(SHUTDOWN_DELIVERY_GRACE, rounds).await.is_err() {
+            warn!("callbacks still due at shutdown are left for the next start");
         }
     }
 

@@ -314,10 +314,15 @@ pub struct WebhookReceiver {
 
 impl WebhookReceiver {
     pub async fn start() -> WebhookReceiver {
+        WebhookReceiver::start_answering_after(Duration::ZERO).await
+    }
+
+    /// A receiver that notes each delivery as it arrives and answers it `delay` later.
+    pub async fn start_answering_after(delay: Duration) -> WebhookReceiver {
         let received: Arc<Mutex<Vec<Delivery>>> = Arc::default();
         let fail_first = Arc::new(AtomicUsize::new(0));
         let (r, f) = (received.clone(), fail_first.clone());
-        let route = warp::post().and(warp::header::headers_cloned()).and(warp::body::bytes()).map(
+        let route = warp::post().and(warp::header::headers_cloned()).and(warp::body::bytes()).then(
             move |headers: warp::http::HeaderMap, raw: Bytes| {
                 let fail = f.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
                 let status = if fail { 500 } else { 200 };
@@ -327,7 +332,10 @@ impl WebhookReceiver {
                     .collect();
                 let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
                 r.lock().unwrap().push(Delivery { headers, raw, body, status });
-                warp::reply::with_status("ok", warp::http::StatusCode::from_u16(status).unwrap())
+                async move {
+                    tokio::time::sleep(delay).await;
+                    warp::reply::with_status("ok", warp::http::StatusCode::from_u16(status).unwrap())
+                }
             },
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
