@@ -46,6 +46,10 @@ use crate::webhooks::store::{self as webhook_store, WakeSender};
 /// The event a new call announces to the subscriptions.
 const QUEUED_EVENT: &str = "call.queued";
 
+/// How long a writer on a thread of its own waits for work before giving back its heap's free
+/// pages.
+const IDLE_BEFORE_COLLECTING: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Most writes one transaction takes.
 const MAX_BATCH: usize = 256;
 
@@ -222,14 +226,14 @@ impl Writer {
                 let (jobs, queue) = mpsc::channel(8192);
                 let context = context.clone();
                 if backend != DbBackend::Sqlite {
-                    tokio::spawn(run(context, queue));
+                    tokio::spawn(run(context, queue, false));
                     return Ok(jobs);
                 }
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                 // The thread ends once every handle to the writer is dropped (its queue closes).
                 std::thread::Builder::new()
                     .name(format!("dialplane-writer-{n}"))
-                    .spawn(move || runtime.block_on(run(context, queue)))?;
+                    .spawn(move || runtime.block_on(run(context, queue, true)))?;
                 Ok(jobs)
             })
             .collect::<std::io::Result<_>>()?;
@@ -252,9 +256,26 @@ impl Writer {
     }
 }
 
-async fn run(context: Arc<WriterContext>, mut queue: mpsc::Receiver<Job>) {
+async fn run(context: Arc<WriterContext>, mut queue: mpsc::Receiver<Job>, own_thread: bool) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    loop {
+        let received = if own_thread {
+            match tokio::time::timeout(IDLE_BEFORE_COLLECTING, queue.recv_many(&mut batch, MAX_BATCH)).await {
+                Ok(received) => received,
+                Err(_idle) => {
+                    // mimalloc frees a thread's pages only when that thread allocates or
+                    // collects: an idle writer thread kept what its last batches used. The
+                    // runtime's workers collect as they park.
+                    crate::allocator::collect_this_threads_heap();
+                    queue.recv_many(&mut batch, MAX_BATCH).await
+                }
+            }
+        } else {
+            queue.recv_many(&mut batch, MAX_BATCH).await
+        };
+        if received == 0 {
+            break;
+        }
         // A fresh batch of full capacity: growing one from empty cost a realloc per doubling.
         let jobs = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
         write_batch(&context, jobs).await;
