@@ -75,18 +75,12 @@ pub fn collect_before_park() {
             return;
         }
         last.set(Some(now));
-        collect_this_threads_heap();
+        COLLECTIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: `mi_collect` collects the calling thread's own heap; it may be called at any
+        // time on any thread.
+        unsafe { libmimalloc_sys::mi_collect(false) };
     });
     trim_sqlite_and_glibc();
-}
-
-/// Frees the pages of this thread's heap whose blocks are all free, and returns them to the OS,
-/// now: for a thread that goes idle with no park hook to do it (the SQLite writer's).
-pub fn collect_this_threads_heap() {
-    COLLECTIONS.fetch_add(1, Ordering::Relaxed);
-    // SAFETY: `mi_collect` collects the calling thread's own heap; it may be called at any time
-    // on any thread.
-    unsafe { libmimalloc_sys::mi_collect(false) };
 }
 
 /// Empties SQLite's page caches and returns the free memory inside glibc's arenas to the OS, at

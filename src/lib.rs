@@ -188,8 +188,7 @@ pub async fn run(
         outbox_ready: outbox_ready.clone(),
         subscriptions: webhooks.directory.clone(),
         wake_subscriptions: webhooks.wake_sender(),
-    })
-    .map_err(|e| anyhow::anyhow!("cannot start the writer's threads: {e}"))?;
+    });
     let store = Arc::new(SeaCallStore::new(db.clone(), writer.clone()));
     let sandbox_callback_key = derive_key(&master, "sandbox-callbacks");
     let sandbox_api_key = hex::encode(derive_key(&master, "sandbox-api"));

@@ -12,8 +12,7 @@
 //! turn. On PostgreSQL a batch spends most of its time waiting on round trips, so
 //! [`POSTGRES_WRITERS`] tasks write side by side, each owning the writes of its share of the rows
 //! ([`WriteOp::row_key`]): the writes of one call, one sandbox call or one webhook subscription
-//! always go to the same task, so they stay in the order they were made. SQLite's task runs on a
-//! thread of its own ([`Writer::start`]), so it is not queued behind the HTTP work.
+//! always go to the same task, so they stay in the order they were made.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,10 +44,6 @@ use crate::webhooks::store::{self as webhook_store, WakeSender};
 
 /// The event a new call announces to the subscriptions.
 const QUEUED_EVENT: &str = "call.queued";
-
-/// How long a writer on a thread of its own waits for work before giving back its heap's free
-/// pages.
-const IDLE_BEFORE_COLLECTING: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Most writes one transaction takes.
 const MAX_BATCH: usize = 256;
@@ -204,17 +199,8 @@ pub struct WriterContext {
 }
 
 impl Writer {
-    /// Starts the writer tasks: [`POSTGRES_WRITERS`] on PostgreSQL, on the server's runtime, and
-    /// one on SQLite, on a thread of its own.
-    ///
-    /// The SQLite writer hands each statement to SQLite's worker thread and is woken by it, from
-    /// outside the runtime: on the server's runtime the woken writer waited in the runtime's
-    /// global queue behind the HTTP tasks, several times a batch, and every batch after it waited
-    /// too. At 5,000 creations a second a batch of 20 writes took 1.2 ms, at saturation one of
-    /// 85 took 3.3 ms; on a thread of its own, 0.4 to 0.8 ms and 1.8 ms (BENCHMARKS.md). A
-    /// PostgreSQL batch's time is the database's: there the writers' own threads changed nothing
-    /// measurable, so they stay on the runtime.
-    pub fn start(context: WriterContext) -> std::io::Result<Writer> {
+    /// Starts the writer tasks: [`POSTGRES_WRITERS`] on PostgreSQL, one on SQLite.
+    pub fn start(context: WriterContext) -> Writer {
         let backend = context.db.get_database_backend();
         let writers = match backend {
             DbBackend::Postgres => POSTGRES_WRITERS,
@@ -222,22 +208,13 @@ impl Writer {
         };
         let context = Arc::new(context);
         let queues = (0..writers)
-            .map(|n| {
+            .map(|_| {
                 let (jobs, queue) = mpsc::channel(8192);
-                let context = context.clone();
-                if backend != DbBackend::Sqlite {
-                    tokio::spawn(run(context, queue, false));
-                    return Ok(jobs);
-                }
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-                // The thread ends once every handle to the writer is dropped (its queue closes).
-                std::thread::Builder::new()
-                    .name(format!("dialplane-writer-{n}"))
-                    .spawn(move || runtime.block_on(run(context, queue, true)))?;
-                Ok(jobs)
+                tokio::spawn(run(context.clone(), queue));
+                jobs
             })
-            .collect::<std::io::Result<_>>()?;
-        Ok(Writer { queues, backend })
+            .collect();
+        Writer { queues, backend }
     }
 
     /// How many tasks write side by side.
@@ -256,26 +233,9 @@ impl Writer {
     }
 }
 
-async fn run(context: Arc<WriterContext>, mut queue: mpsc::Receiver<Job>, own_thread: bool) {
+async fn run(context: Arc<WriterContext>, mut queue: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    loop {
-        let received = if own_thread {
-            match tokio::time::timeout(IDLE_BEFORE_COLLECTING, queue.recv_many(&mut batch, MAX_BATCH)).await {
-                Ok(received) => received,
-                Err(_idle) => {
-                    // mimalloc frees a thread's pages only when that thread allocates or
-                    // collects: an idle writer thread kept what its last batches used. The
-                    // runtime's workers collect as they park.
-                    crate::allocator::collect_this_threads_heap();
-                    queue.recv_many(&mut batch, MAX_BATCH).await
-                }
-            }
-        } else {
-            queue.recv_many(&mut batch, MAX_BATCH).await
-        };
-        if received == 0 {
-            break;
-        }
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         // A fresh batch of full capacity: growing one from empty cost a realloc per doubling.
         let jobs = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
         write_batch(&context, jobs).await;
@@ -808,26 +768,10 @@ mod tests {
     async fn postgres_gets_writers_side_by_side_and_sqlite_one() {
         let dir = tempfile::tempdir().unwrap();
         let (_db, context) = writer_on_sqlite(&dir).await;
-        assert_eq!(Writer::start(context).unwrap().writers(), 1);
+        assert_eq!(Writer::start(context).writers(), 1);
         let Some(url) = std::env::var("TEST_DATABASE_URL").ok().filter(|u| u.starts_with("postgres")) else { return };
         let db = sea_orm::Database::connect(url.as_str()).await.unwrap();
-        assert_eq!(Writer::start(context_on(db)).unwrap().writers(), POSTGRES_WRITERS);
-    }
-
-    /// The SQLite writer does not run on the runtime that started it: started on one that then
-    /// stands still (as a server's stands behind its HTTP work), it still commits a write.
-    #[test]
-    fn the_sqlite_writer_runs_on_a_thread_of_its_own() {
-        let dir = tempfile::tempdir().unwrap();
-        let runtime = || tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let starting = runtime();
-        let writer = starting.block_on(async { Writer::start(writer_on_sqlite(&dir).await.1).unwrap() });
-        let queued = CallState::new(dialplane_actors::CallType::ClickToCall, false, Utc::now());
-        let insert = WriteOp::InsertCall { row: calls::new_row(&record("call_t"), None, &queued), idempotency: None };
-        let written = runtime()
-            .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(10), writer.write(insert)).await });
-        let outcome = written.expect("the writer answered while its starting runtime stood still");
-        assert_eq!(outcome.unwrap(), WriteOutcome::Created(Creation::Created));
+        assert_eq!(Writer::start(context_on(db)).writers(), POSTGRES_WRITERS);
     }
 
     fn job(op: WriteOp) -> (Job, oneshot::Receiver<Result<WriteOutcome, DbErr>>) {
