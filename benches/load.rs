@@ -603,9 +603,8 @@ async fn stop(server: Running) {
 }
 
 /// The writer's group commits so far (all but those gone write by write): how many, their
-/// writes, their seconds.
-/// The metrics recorder is the process's, shared by every server the harness starts, so a phase
-/// reports the difference between two reads.
+/// writes, their seconds. The metrics recorder is the process's, shared by every server the
+/// harness starts, so a phase reports the difference between two reads.
 #[derive(Clone, Copy, Default)]
 struct GroupCommits {
     batches: f64,

@@ -394,9 +394,9 @@ fn alone_in_batch(jobs: &[Job]) -> Vec<bool> {
 /// statement and leaves [`apply`] nothing to do (no Idempotency-Key to store, no event to
 /// announce, no subscription told of a new call). Only on PostgreSQL, where one statement is a
 /// transaction of its own: such a batch is then one round trip, not three (`BEGIN`, the write,
-/// `COMMIT`). A batch of creations at 5,000 a second took 3.3 ms in those three, its writer task
-/// busy nearly all the time (BENCHMARKS.md). On SQLite the bulk write is several statements, and
-/// only a transaction makes them one.
+/// `COMMIT`), and creation at saturation gained about 8 % (BENCHMARKS.md, 12:55 run; the batches
+/// mostly wait for a core, not for the round trips). On SQLite the bulk write is several
+/// statements, and only a transaction makes them one.
 fn bulk_write_alone(backend: DbBackend, subscriptions: &SubscriptionDirectory, jobs: &[Job]) -> Option<bulk::BulkRows> {
     if backend != DbBackend::Postgres {
         return None;
