@@ -109,6 +109,8 @@ pub struct SandboxCarrier {
     http: reqwest::Client,
     /// Base URL of the sandbox carrier API (this server's public URL).
     api_base: String,
+    /// Where calls are placed, parsed once rather than per call.
+    calls_url: reqwest::Url,
     /// Bearer key of the sandbox carrier API.
     api_key: String,
     /// Where the sandbox posts status callbacks.
@@ -123,6 +125,7 @@ impl SandboxCarrier {
         Ok(SandboxCarrier {
             http,
             api_base: format!("{base}/sandbox/v1"),
+            calls_url: reqwest::Url::parse(&format!("{base}/sandbox/v1/calls"))?,
             api_key,
             status_callback: format!("{base}/providers/sandbox/status"),
         })
@@ -150,7 +153,7 @@ impl Carrier for SandboxCarrier {
         };
         let response = self
             .http
-            .post(format!("{}/calls", self.api_base))
+            .post(self.calls_url.clone())
             .bearer_auth(&self.api_key)
             .json(&request)
             .send()
