@@ -3,7 +3,8 @@
 //! click2call creation at saturation and at a fixed rate, whole calls per second (creation to every
 //! callback delivered), webhook deliveries per second with queue-to-arrival latency, campaign
 //! admission over 100,000 contacts, RSS per live call, idle RSS and start-up time. SQLite always; PostgreSQL and
-//! Redis too when `BENCH_DATABASE_URL` / `BENCH_REDIS_URL` are set.
+//! Redis too when `BENCH_DATABASE_URL` / `BENCH_REDIS_URL` are set. The reference is measured
+//! again at the end, so a run shows how far the machine drifted while it ran.
 //!
 //! Run: `cargo bench --bench load` (`LOAD_QUICK=1` for a short run, `LOAD_LIVE_CALLS=10000,100000`
 //! to choose the live-call counts, `LOAD_SKIP_LIVE` / `LOAD_SKIP_STORES` to run one half). Results
@@ -813,9 +814,9 @@ fn main() {
             let url = format!("{reference_base}/ping");
             Arc::new(move |client: &reqwest::Client, _| client.get(&url))
         };
-        let reference = saturate(&client, ping, Duration::from_secs(if quick { 3 } else { 10 })).await;
+        let reference_window = Duration::from_secs(if quick { 3 } else { 10 });
+        let reference = saturate(&client, ping.clone(), reference_window).await;
         println!("[reference] {}", reference.line("bare warp JSON route", None));
-        let _ = stop_reference.send(());
 
         let dir = tempfile::tempdir().unwrap();
         // Live calls on the real binary in its own process, so RSS is the server's alone.
@@ -830,16 +831,25 @@ fn main() {
             idle_after_load(&client, dir.path()).await;
             live_calls_rss(&client, dir.path(), counts).await;
         }
-        if std::env::var("LOAD_SKIP_STORES").is_ok() {
-            return;
-        }
-        let sqlite = format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display());
-        let store = Store { name: "sqlite", database_url: &sqlite, redis_url: None };
-        run_store(store, &client, reference.per_second(), quick).await;
-        if let Ok(pg) = std::env::var("BENCH_DATABASE_URL") {
-            let redis = std::env::var("BENCH_REDIS_URL").ok();
-            let store = Store { name: "postgres+redis", database_url: &pg, redis_url: redis.as_deref() };
+        if std::env::var("LOAD_SKIP_STORES").is_err() {
+            let sqlite = format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display());
+            let store = Store { name: "sqlite", database_url: &sqlite, redis_url: None };
             run_store(store, &client, reference.per_second(), quick).await;
+            if let Ok(pg) = std::env::var("BENCH_DATABASE_URL") {
+                let redis = std::env::var("BENCH_REDIS_URL").ok();
+                let store = Store { name: "postgres+redis", database_url: &pg, redis_url: redis.as_deref() };
+                run_store(store, &client, reference.per_second(), quick).await;
+            }
         }
+        // The same route again: on a shared virtual machine the cores' speed drifts within a run,
+        // and the ratios above are only as good as the reference is steady.
+        let again = saturate(&client, ping, reference_window).await;
+        println!(
+            "[reference] again at the end: {:.0} req/s, {:+.1}% against the first, CPU {:.0} µs per request",
+            again.per_second(),
+            100.0 * (again.per_second() / reference.per_second() - 1.0),
+            again.cpu.as_secs_f64() * 1e6 / again.requests.max(1) as f64
+        );
+        let _ = stop_reference.send(());
     });
 }
