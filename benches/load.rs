@@ -94,6 +94,9 @@ impl Report {
     fn per_second(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }
+    fn cpu_per_request_us(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
+    }
     fn percentile_ms(&self, p: f64) -> f64 {
         if self.latencies_us.is_empty() {
             return f64::NAN;
@@ -112,7 +115,7 @@ impl Report {
             self.percentile_ms(0.5),
             self.percentile_ms(0.99),
             self.errors,
-            self.cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
+            self.cpu_per_request_us()
         ) + &self.failure_kinds()
     }
     fn failure_kinds(&self) -> String {
@@ -848,7 +851,7 @@ fn main() {
             "[reference] again at the end: {:.0} req/s, {:+.1}% against the first, CPU {:.0} µs per request",
             again.per_second(),
             100.0 * (again.per_second() / reference.per_second() - 1.0),
-            again.cpu.as_secs_f64() * 1e6 / again.requests.max(1) as f64
+            again.cpu_per_request_us()
         );
         let _ = stop_reference.send(());
     });

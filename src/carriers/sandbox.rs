@@ -122,10 +122,11 @@ impl SandboxCarrier {
     pub fn new(public_url: &str, api_key: String) -> anyhow::Result<Self> {
         let base = public_url.trim_end_matches('/').to_string();
         let http = crate::outbound::client_builder().timeout(Duration::from_secs(15)).build()?;
+        let api_base = format!("{base}/sandbox/v1");
         Ok(SandboxCarrier {
             http,
-            api_base: format!("{base}/sandbox/v1"),
-            calls_url: reqwest::Url::parse(&format!("{base}/sandbox/v1/calls"))?,
+            calls_url: reqwest::Url::parse(&format!("{api_base}/calls"))?,
+            api_base,
             api_key,
             status_callback: format!("{base}/providers/sandbox/status"),
         })
