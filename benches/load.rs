@@ -4,7 +4,9 @@
 //! callback delivered), webhook deliveries per second with queue-to-arrival latency, campaign
 //! admission over 100,000 contacts, RSS per live call, idle RSS and start-up time. SQLite always; PostgreSQL and
 //! Redis too when `BENCH_DATABASE_URL` / `BENCH_REDIS_URL` are set. The reference is measured
-//! again at the end, so a run shows how far the machine drifted while it ran.
+//! again at the end, so a run shows how far the machine drifted while it ran. The load client runs
+//! on a runtime of its own (threads named `load-client`), so each figure's CPU is told apart: the
+//! server's (with the sandbox carrier and SQLite, in this process) and the load client's.
 //!
 //! Run: `cargo bench --bench load` (`LOAD_QUICK=1` for a short run, `LOAD_LIVE_CALLS=10000,100000`
 //! to choose the live-call counts, `LOAD_SKIP_LIVE` / `LOAD_SKIP_STORES` to run one half). Results
@@ -32,15 +34,73 @@ fn process_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// CPU time this process (server and load client together) has used so far, user and system.
-fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// CPU time used so far, user and system: by the whole process (server and load client
+/// together), and by the load client's own threads.
+#[derive(Clone, Copy, Default)]
+struct CpuUsed {
+    process: Duration,
+    load_client: Duration,
+}
+
+impl std::ops::Sub for CpuUsed {
+    type Output = CpuUsed;
+    fn sub(self, earlier: CpuUsed) -> CpuUsed {
+        CpuUsed {
+            process: self.process.saturating_sub(earlier.process),
+            load_client: self.load_client.saturating_sub(earlier.load_client),
+        }
+    }
+}
+
+/// The name of the load client's threads, by which their CPU is told from the server's.
+const LOAD_CLIENT_THREAD: &str = "load-client";
+
+/// Reads a `/proc` `stat` file: the command (thread name) and its user plus system CPU time.
+fn stat_cpu(path: &str) -> (String, Duration) {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    let (head, rest) = stat.rsplit_once(')').unwrap_or(("", ""));
+    let comm = head.split_once('(').map_or("", |(_, comm)| comm).to_string();
     // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
-    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
     let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
     let ticks = field(11) + field(12);
     // In USER_HZ ticks, which Linux fixes at 100 per second for user space.
-    Duration::from_millis(ticks * 10)
+    (comm, Duration::from_millis(ticks * 10))
+}
+
+fn cpu_used() -> CpuUsed {
+    let process = stat_cpu("/proc/self/stat").1;
+    let load_client = std::fs::read_dir("/proc/self/task")
+        .map(|tasks| {
+            tasks
+                .filter_map(Result::ok)
+                .map(|task| stat_cpu(&format!("{}/stat", task.path().display())))
+                .filter(|(comm, _)| comm == LOAD_CLIENT_THREAD)
+                .map(|(_, cpu)| cpu)
+                .sum()
+        })
+        .unwrap_or_default();
+    CpuUsed { process, load_client }
+}
+
+/// The load client's own runtime, on threads of its own, so its CPU is measured apart from the
+/// server's (which runs on the harness's main runtime with the reference route and receivers).
+fn load_runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(LOAD_CLIENT_THREAD)
+            .enable_all()
+            .build()
+            .expect("the load client's runtime starts")
+    })
+}
+
+/// The load client's HTTP client: its connections live on the load client's runtime.
+fn load_client() -> &'static reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| reqwest::Client::builder().pool_max_idle_per_host(CONNECTIONS).build().unwrap())
 }
 
 /// Sends requests numbered `from..to` over `CONNECTIONS` connections, as fast as they are answered.
@@ -49,7 +109,7 @@ async fn send_range(client: &reqwest::Client, make: &MakeRequest, from: usize, t
     let mut workers = Vec::new();
     for _ in 0..CONNECTIONS {
         let (client, make, counter) = (client.clone(), make.clone(), counter.clone());
-        workers.push(tokio::spawn(async move {
+        workers.push(load_runtime().spawn(async move {
             loop {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
                 if n >= to {
@@ -86,16 +146,18 @@ struct Report {
     failures: std::collections::BTreeMap<String, usize>,
     elapsed: Duration,
     latencies_us: Vec<u64>,
-    /// CPU time the process used meanwhile.
-    cpu: Duration,
+    /// CPU time used meanwhile, by the process and by the load client.
+    cpu: CpuUsed,
 }
 
 impl Report {
     fn per_second(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }
-    fn cpu_per_request_us(&self) -> f64 {
-        self.cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
+    /// CPU per request, all of it (the server's and the load client's), then the load client's.
+    fn cpu_per_request_us(&self) -> (f64, f64) {
+        let per_request = |cpu: Duration| cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64;
+        (per_request(self.cpu.process), per_request(self.cpu.load_client))
     }
     fn percentile_ms(&self, p: f64) -> f64 {
         if self.latencies_us.is_empty() {
@@ -110,13 +172,20 @@ impl Report {
         let ratio =
             reference.map_or(String::new(), |r| format!(" ({:.1}% of reference)", 100.0 * self.per_second() / r));
         format!(
-            "{name}: {:.0} req/s{ratio}, p50 {:.2} ms, p99 {:.2} ms, {} errors, CPU {:.0} µs per request",
+            "{name}: {:.0} req/s{ratio}, p50 {:.2} ms, p99 {:.2} ms, {} errors, {}",
             self.per_second(),
             self.percentile_ms(0.5),
             self.percentile_ms(0.99),
             self.errors,
-            self.cpu_per_request_us()
+            self.cpu_line()
         ) + &self.failure_kinds()
+    }
+    fn cpu_line(&self) -> String {
+        let (all, load_client) = self.cpu_per_request_us();
+        format!(
+            "CPU {all:.0} µs per request ({:.0} µs the server's, {load_client:.0} µs the load client's)",
+            all - load_client
+        )
     }
     fn failure_kinds(&self) -> String {
         if self.failures.is_empty() {
@@ -142,13 +211,14 @@ fn failure_kind(result: &Result<reqwest::Response, reqwest::Error>) -> String {
 type MakeRequest = Arc<dyn Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder + Send + Sync>;
 
 /// Closed loop: `CONNECTIONS` workers send back to back for `duration`.
-async fn saturate(client: &reqwest::Client, make: MakeRequest, duration: Duration) -> Report {
+async fn saturate(make: MakeRequest, duration: Duration) -> Report {
+    let client = load_client();
     let counter = Arc::new(AtomicUsize::new(0));
-    let (started, cpu_before) = (Instant::now(), process_cpu());
+    let (started, cpu_before) = (Instant::now(), cpu_used());
     let mut workers = Vec::new();
     for _ in 0..CONNECTIONS {
         let (client, make, counter) = (client.clone(), make.clone(), counter.clone());
-        workers.push(tokio::spawn(async move {
+        workers.push(load_runtime().spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0;
             while started.elapsed() < duration {
@@ -173,7 +243,7 @@ async fn saturate(client: &reqwest::Client, make: MakeRequest, duration: Duratio
         report.latencies_us.extend(latencies);
     }
     report.elapsed = started.elapsed();
-    report.cpu = process_cpu() - cpu_before;
+    report.cpu = cpu_used() - cpu_before;
     report
 }
 
@@ -188,25 +258,20 @@ async fn saturate(client: &reqwest::Client, make: MakeRequest, duration: Duratio
 /// client's start (64 connections opened at once, SQLite's connections and statements prepared
 /// on first use), which at 5,000 req/s was one stall of tens of milliseconds, about 1 % of a
 /// 5 s window and so its p99.
-async fn fixed_rate(
-    client: &reqwest::Client,
-    make: MakeRequest,
-    rate: u64,
-    warm_up: Duration,
-    duration: Duration,
-) -> Report {
+async fn fixed_rate(make: MakeRequest, rate: u64, warm_up: Duration, duration: Duration) -> Report {
+    let client = load_client();
     let started = Instant::now();
     let measured_from = started + warm_up;
     let cpu_at_measure = tokio::spawn(async move {
         tokio::time::sleep_until(measured_from.into()).await;
-        process_cpu()
+        cpu_used()
     });
     let total = (rate as f64 * (warm_up + duration).as_secs_f64()) as usize;
     let counter = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
     for _ in 0..CONNECTIONS {
         let (client, make, counter) = (client.clone(), make.clone(), counter.clone());
-        workers.push(tokio::spawn(async move {
+        workers.push(load_runtime().spawn(async move {
             let (mut latencies, mut failures) = (Vec::new(), Vec::new());
             loop {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
@@ -241,7 +306,7 @@ async fn fixed_rate(
         }
     }
     report.elapsed = measured_from.elapsed();
-    report.cpu = process_cpu() - cpu_at_measure.await.unwrap();
+    report.cpu = cpu_used() - cpu_at_measure.await.unwrap();
     report
 }
 
@@ -472,7 +537,7 @@ async fn creation(store: Store<'_>, client: &reqwest::Client, reference: f64, qu
     );
     let create = click2call(&server.base, &server.token, "919999990006", None);
     let commits = GroupCommits::read(client, &server.base).await;
-    let saturation = saturate(client, create, window).await;
+    let saturation = saturate(create, window).await;
     println!("[{name}] {}", saturation.line("click2call creation at saturation", Some(reference)));
     println!("[{name}]   {}", GroupCommits::read(client, &server.base).await.since(commits));
     stop(server).await;
@@ -480,8 +545,7 @@ async fn creation(store: Store<'_>, client: &reqwest::Client, reference: f64, qu
     let server = start_dialplane(client, &fresh(database_url, "b"), redis_url).await;
     let create = click2call(&server.base, &server.token, "919999990006", None);
     let commits = GroupCommits::read(client, &server.base).await;
-    let rate =
-        fixed_rate(client, create, 5000, Duration::from_secs(1), Duration::from_secs(if quick { 2 } else { 5 })).await;
+    let rate = fixed_rate(create, 5000, Duration::from_secs(1), Duration::from_secs(if quick { 2 } else { 5 })).await;
     println!("[{name}] {}", rate.line("click2call creation at 5,000 req/s offered", None));
     println!("[{name}]   {} (warm-up included)", GroupCommits::read(client, &server.base).await.since(commits));
     stop(server).await;
@@ -500,19 +564,23 @@ async fn whole_calls(store: Store<'_>, client: &reqwest::Client, quick: bool) {
     };
     let whole = click2call(&server.base, &server.token, "919999999999", Some(hook));
     let commits = GroupCommits::read(client, &server.base).await;
-    let (started, cpu_before) = (Instant::now(), process_cpu());
-    send_range(client, &whole, 0, calls).await;
+    let (started, cpu_before) = (Instant::now(), cpu_used());
+    send_range(load_client(), &whole, 0, calls).await;
     let deadline = Instant::now() + Duration::from_secs(300);
     while seen.lock().unwrap().values().filter(|n| **n >= 2).count() < calls && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let done = seen.lock().unwrap().values().filter(|n| **n >= 2).count();
-    let cpu = process_cpu() - cpu_before;
+    let cpu = cpu_used() - cpu_before;
+    let per_call = |cpu: Duration| cpu.as_secs_f64() * 1e6 / done.max(1) as f64;
     println!(
-        "[{name}] whole calls: {done} of {calls} in {:.1} s = {:.0} calls/s, CPU {:.0} µs per call",
+        "[{name}] whole calls: {done} of {calls} in {:.1} s = {:.0} calls/s, CPU {:.0} µs per call \
+         ({:.0} µs the server's and the receiver's, {:.0} µs the load client's)",
         started.elapsed().as_secs_f64(),
         done as f64 / started.elapsed().as_secs_f64(),
-        cpu.as_secs_f64() * 1e6 / done.max(1) as f64
+        per_call(cpu.process),
+        per_call(cpu.process - cpu.load_client),
+        per_call(cpu.load_client)
     );
     println!("[{name}]   {}", GroupCommits::read(client, &server.base).await.since(commits));
     stop(server).await;
@@ -732,7 +800,7 @@ async fn live_calls_rss(client: &reqwest::Client, dir: &std::path::Path, counts:
     let hold = click2call(&base, &token, "919999990007", None);
     let mut created = 0usize;
     for &target in counts {
-        send_range(client, &hold, created, target).await;
+        send_range(load_client(), &hold, created, target).await;
         created = target;
         tokio::time::sleep(Duration::from_secs(3)).await;
         let rss = process_rss_kib(child.id());
@@ -758,9 +826,9 @@ async fn idle_after_load(client: &reqwest::Client, dir: &std::path::Path) {
     let calls = 5_000;
     // The load comes over its own connections, closed once it is done: an idle server has no
     // clients left.
-    let load_client = reqwest::Client::builder().pool_max_idle_per_host(CONNECTIONS).build().unwrap();
-    send_range(&load_client, &click2call(&base, &token, "919999999999", None), 0, calls).await;
-    drop(load_client);
+    let closing_client = reqwest::Client::builder().pool_max_idle_per_host(CONNECTIONS).build().unwrap();
+    send_range(&closing_client, &click2call(&base, &token, "919999999999", None), 0, calls).await;
+    drop(closing_client);
     let loaded = process_rss_kib(child.id());
     // The calls end within a few seconds at time scale 0; then the server has nothing to do.
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -818,7 +886,7 @@ fn main() {
             Arc::new(move |client: &reqwest::Client, _| client.get(&url))
         };
         let reference_window = Duration::from_secs(if quick { 3 } else { 10 });
-        let reference = saturate(&client, ping.clone(), reference_window).await;
+        let reference = saturate(ping.clone(), reference_window).await;
         println!("[reference] {}", reference.line("bare warp JSON route", None));
 
         let dir = tempfile::tempdir().unwrap();
@@ -846,12 +914,12 @@ fn main() {
         }
         // The same route again: on a shared virtual machine the cores' speed drifts within a run,
         // and the ratios above are only as good as the reference is steady.
-        let again = saturate(&client, ping, reference_window).await;
+        let again = saturate(ping, reference_window).await;
         println!(
-            "[reference] again at the end: {:.0} req/s, {:+.1}% against the first, CPU {:.0} µs per request",
+            "[reference] again at the end: {:.0} req/s, {:+.1}% against the first, {}",
             again.per_second(),
             100.0 * (again.per_second() / reference.per_second() - 1.0),
-            again.cpu_per_request_us()
+            again.cpu_line()
         );
         let _ = stop_reference.send(());
     });
