@@ -196,39 +196,146 @@ impl Report {
     }
 }
 
-/// Names what went wrong with a request that did not succeed.
-fn failure_kind(result: &Result<reqwest::Response, reqwest::Error>) -> String {
-    match result {
-        Ok(response) => format!("HTTP {}", response.status().as_u16()),
-        Err(e) if e.is_timeout() => "timed out".to_string(),
-        Err(e) if e.is_connect() => "could not connect".to_string(),
-        Err(e) if e.is_request() => "connection failed mid-request".to_string(),
-        Err(_) => "other transport error".to_string(),
+/// A request as the load generator sends it at saturation and at a fixed rate: the whole HTTP/1.1
+/// message, built once and written as is on every send, as wrk does. reqwest, which the rest of
+/// the harness uses, costs two to three times the bare route's own server time per request (see
+/// BENCHMARKS.md), so a load measured with it leaves the server less of the cores than the wrk
+/// runs its targets were set against.
+#[derive(Clone)]
+struct RawRequest {
+    address: std::net::SocketAddr,
+    message: Arc<[u8]>,
+}
+
+impl RawRequest {
+    /// `GET path` on `base` (`http://host:port`).
+    fn get(base: &str, path: &str) -> RawRequest {
+        RawRequest::new(base, format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", host_of(base)).into_bytes())
+    }
+
+    /// `POST path` on `base` with a JSON body and a bearer token.
+    fn post_json(base: &str, path: &str, token: &str, body: &Value) -> RawRequest {
+        let body = body.to_string();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            host_of(base),
+            body.len()
+        );
+        RawRequest::new(base, [head.into_bytes(), body.into_bytes()].concat())
+    }
+
+    fn new(base: &str, message: Vec<u8>) -> RawRequest {
+        let address = host_of(base).parse().expect("the base URL names an IP address and a port");
+        RawRequest { address, message: message.into() }
     }
 }
 
-/// A request the load generator sends: method, path, body.
+fn host_of(base: &str) -> &str {
+    base.trim_start_matches("http://").trim_end_matches('/')
+}
+
+/// One keep-alive connection of the load generator. It reconnects after an error or when the
+/// server closes.
+#[derive(Default)]
+struct RawConnection {
+    stream: Option<tokio::net::TcpStream>,
+    buffer: Vec<u8>,
+}
+
+impl RawConnection {
+    /// Sends `request` and reads its response whole; returns its status code, or what failed.
+    async fn exchange(&mut self, request: &RawRequest) -> Result<u16, String> {
+        let result = self.try_exchange(request).await;
+        if result.is_err() {
+            self.stream = None;
+        }
+        result
+    }
+
+    async fn try_exchange(&mut self, request: &RawRequest) -> Result<u16, String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        if self.stream.is_none() {
+            let stream = tokio::net::TcpStream::connect(request.address).await.map_err(|_| "could not connect")?;
+            stream.set_nodelay(true).map_err(|e| e.to_string())?;
+            self.stream = Some(stream);
+            self.buffer.clear();
+        }
+        let stream = self.stream.as_mut().expect("connected above");
+        stream.write_all(&request.message).await.map_err(|e| format!("send: {e}"))?;
+        let (status, body_from, body_length, close) = loop {
+            if let Some(head) = parse_response_head(&self.buffer)? {
+                break head;
+            }
+            read_more(stream, &mut self.buffer).await?;
+        };
+        while self.buffer.len() < body_from + body_length {
+            read_more(stream, &mut self.buffer).await?;
+        }
+        self.buffer.drain(..body_from + body_length);
+        if close {
+            self.stream = None;
+        }
+        return Ok(status);
+
+        async fn read_more(stream: &mut tokio::net::TcpStream, buffer: &mut Vec<u8>) -> Result<(), String> {
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) => Err("connection closed".to_string()),
+                Ok(n) => {
+                    buffer.extend_from_slice(&chunk[..n]);
+                    Ok(())
+                }
+                Err(e) => Err(format!("receive: {e}")),
+            }
+        }
+    }
+}
+
+/// Parses a response's head once it is all in `buffer`: its status, where its body starts, the
+/// body's length and whether the server closes the connection after it. Only bodies with a
+/// `Content-Length` are read, which is what warp sends for the routes measured.
+fn parse_response_head(buffer: &[u8]) -> Result<Option<(u16, usize, usize, bool)>, String> {
+    let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else { return Ok(None) };
+    let head = std::str::from_utf8(&buffer[..end]).map_err(|_| "a response head that is not UTF-8")?;
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.strip_prefix("HTTP/1.1 "))
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .ok_or("a response without an HTTP/1.1 status line")?;
+    let (mut length, mut close) = (None, false);
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else { continue };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            length = value.parse().ok();
+        } else if name.eq_ignore_ascii_case("connection") {
+            close = value.eq_ignore_ascii_case("close");
+        }
+    }
+    let length = length.ok_or("a response without a Content-Length")?;
+    Ok(Some((status, end + 4, length, close)))
+}
+
+/// A request the reqwest-based load (whole calls, live calls) sends: method, path, body.
 type MakeRequest = Arc<dyn Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder + Send + Sync>;
 
 /// Closed loop: `CONNECTIONS` workers send back to back for `duration`.
-async fn saturate(make: MakeRequest, duration: Duration) -> Report {
-    let client = load_client();
-    let counter = Arc::new(AtomicUsize::new(0));
+async fn saturate(request: RawRequest, duration: Duration) -> Report {
     let (started, cpu_before) = (Instant::now(), cpu_used());
     let mut workers = Vec::new();
     for _ in 0..CONNECTIONS {
-        let (client, make, counter) = (client.clone(), make.clone(), counter.clone());
+        let request = request.clone();
         workers.push(load_runtime().spawn(async move {
+            let mut connection = RawConnection::default();
             let mut latencies = Vec::new();
             let mut errors = 0;
             while started.elapsed() < duration {
-                let n = counter.fetch_add(1, Ordering::Relaxed);
                 let sent = Instant::now();
-                match make(&client, n).send().await {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
-                        latencies.push(sent.elapsed().as_micros() as u64);
-                    }
+                match connection.exchange(&request).await {
+                    Ok(status) if (200..300).contains(&status) => latencies.push(sent.elapsed().as_micros() as u64),
                     _ => errors += 1,
                 }
             }
@@ -258,8 +365,7 @@ async fn saturate(make: MakeRequest, duration: Duration) -> Report {
 /// client's start (64 connections opened at once, SQLite's connections and statements prepared
 /// on first use), which at 5,000 req/s was one stall of tens of milliseconds, about 1 % of a
 /// 5 s window and so its p99.
-async fn fixed_rate(make: MakeRequest, rate: u64, warm_up: Duration, duration: Duration) -> Report {
-    let client = load_client();
+async fn fixed_rate(request: RawRequest, rate: u64, warm_up: Duration, duration: Duration) -> Report {
     let started = Instant::now();
     let measured_from = started + warm_up;
     let cpu_at_measure = tokio::spawn(async move {
@@ -270,8 +376,9 @@ async fn fixed_rate(make: MakeRequest, rate: u64, warm_up: Duration, duration: D
     let counter = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
     for _ in 0..CONNECTIONS {
-        let (client, make, counter) = (client.clone(), make.clone(), counter.clone());
+        let (request, counter) = (request.clone(), counter.clone());
         workers.push(load_runtime().spawn(async move {
+            let mut connection = RawConnection::default();
             let (mut latencies, mut failures) = (Vec::new(), Vec::new());
             loop {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
@@ -280,16 +387,16 @@ async fn fixed_rate(make: MakeRequest, rate: u64, warm_up: Duration, duration: D
                 }
                 let due = started + Duration::from_secs_f64(n as f64 / rate as f64);
                 tokio::time::sleep_until(due.into()).await;
-                match make(&client, n).send().await {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
-                        // Warming up: sent at the rate, not timed.
+                match connection.exchange(&request).await {
+                    // Warming up: sent at the rate, not timed.
+                    Ok(status) if (200..300).contains(&status) => {
                         if due >= measured_from {
                             latencies.push(due.elapsed().as_micros() as u64);
                         }
                     }
                     // A failure counts whenever it happens.
-                    failed => failures.push(failure_kind(&failed)),
+                    Ok(status) => failures.push(format!("HTTP {status}")),
+                    Err(failed) => failures.push(failed),
                 }
             }
             (latencies, failures)
@@ -393,15 +500,23 @@ async fn start_dialplane(client: &reqwest::Client, database_url: &str, redis_url
 
 fn click2call(base: &str, token: &str, customer_number: &'static str, callback_url: Option<String>) -> MakeRequest {
     let (url, token) = (format!("{base}/api/calls/click2call"), token.to_string());
-    Arc::new(move |client: &reqwest::Client, _| {
-        let mut body =
-            json!({"customer_number": customer_number, "agent_number": "918888888888", "did": "919484956750"});
-        if let Some(callback) = &callback_url {
-            body["callback_url"] = json!(callback);
-            body["transcript"] = json!(true);
-        }
-        client.post(&url).bearer_auth(&token).json(&body)
-    })
+    let body = click2call_body(customer_number, callback_url);
+    Arc::new(move |client: &reqwest::Client, _| client.post(&url).bearer_auth(&token).json(&body))
+}
+
+/// The same click2call, as the raw load generator sends it.
+fn raw_click2call(base: &str, token: &str, customer_number: &'static str) -> RawRequest {
+    RawRequest::post_json(base, "/api/calls/click2call", token, &click2call_body(customer_number, None))
+}
+
+/// A click2call body; with a `callback_url`, the call is transcribed too.
+fn click2call_body(customer_number: &str, callback_url: Option<String>) -> Value {
+    let mut body = json!({"customer_number": customer_number, "agent_number": "918888888888", "did": "919484956750"});
+    if let Some(callback) = callback_url {
+        body["callback_url"] = json!(callback);
+        body["transcript"] = json!(true);
+    }
+    body
 }
 
 /// Campaign admission on its own: 100,000 contacts added to a campaign, then leased, checked
@@ -535,7 +650,7 @@ async fn creation(store: Store<'_>, client: &reqwest::Client, reference: f64, qu
         server.startup.as_secs_f64() * 1000.0,
         server.idle_rss_kib as f64 / 1024.0
     );
-    let create = click2call(&server.base, &server.token, "919999990006", None);
+    let create = raw_click2call(&server.base, &server.token, "919999990006");
     let commits = GroupCommits::read(client, &server.base).await;
     let saturation = saturate(create, window).await;
     println!("[{name}] {}", saturation.line("click2call creation at saturation", Some(reference)));
@@ -543,7 +658,7 @@ async fn creation(store: Store<'_>, client: &reqwest::Client, reference: f64, qu
     stop(server).await;
 
     let server = start_dialplane(client, &fresh(database_url, "b"), redis_url).await;
-    let create = click2call(&server.base, &server.token, "919999990006", None);
+    let create = raw_click2call(&server.base, &server.token, "919999990006");
     let commits = GroupCommits::read(client, &server.base).await;
     let rate = fixed_rate(create, 5000, Duration::from_secs(1), Duration::from_secs(if quick { 2 } else { 5 })).await;
     println!("[{name}] {}", rate.line("click2call creation at 5,000 req/s offered", None));
@@ -881,10 +996,7 @@ fn main() {
     runtime.block_on(async {
         let client = reqwest::Client::builder().pool_max_idle_per_host(CONNECTIONS).build().unwrap();
         let (reference_base, stop_reference) = reference_server().await;
-        let ping: MakeRequest = {
-            let url = format!("{reference_base}/ping");
-            Arc::new(move |client: &reqwest::Client, _| client.get(&url))
-        };
+        let ping = RawRequest::get(&reference_base, "/ping");
         let reference_window = Duration::from_secs(if quick { 3 } else { 10 });
         let reference = saturate(ping.clone(), reference_window).await;
         println!("[reference] {}", reference.line("bare warp JSON route", None));
