@@ -35,11 +35,14 @@ fn process_rss_kib(pid: u32) -> u64 {
 }
 
 /// CPU time used so far, user and system: by the whole process (server and load client
-/// together), and by the load client's own threads.
+/// together), by the load client's own threads, and by the PostgreSQL and the Redis server (all
+/// their processes on this machine, which nothing else uses during a run).
 #[derive(Clone, Copy, Default)]
 struct CpuUsed {
     process: Duration,
     load_client: Duration,
+    postgres: Duration,
+    redis: Duration,
 }
 
 impl std::ops::Sub for CpuUsed {
@@ -48,6 +51,8 @@ impl std::ops::Sub for CpuUsed {
         CpuUsed {
             process: self.process.saturating_sub(earlier.process),
             load_client: self.load_client.saturating_sub(earlier.load_client),
+            postgres: self.postgres.saturating_sub(earlier.postgres),
+            redis: self.redis.saturating_sub(earlier.redis),
         }
     }
 }
@@ -80,7 +85,31 @@ fn cpu_used() -> CpuUsed {
                 .sum()
         })
         .unwrap_or_default();
-    CpuUsed { process, load_client }
+    let (mut postgres, mut redis) = (Duration::ZERO, Duration::ZERO);
+    if let Ok(processes) = std::fs::read_dir("/proc") {
+        for entry in processes.filter_map(Result::ok) {
+            if !entry.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            // PostgreSQL's backends and helpers all keep the command name `postgres`.
+            match stat_cpu(&format!("{}/stat", entry.path().display())) {
+                (comm, cpu) if comm == "postgres" => postgres += cpu,
+                (comm, cpu) if comm == "redis-server" => redis += cpu,
+                _ => {}
+            }
+        }
+    }
+    CpuUsed { process, load_client, postgres, redis }
+}
+
+/// PostgreSQL's and Redis's CPU per request, when they did any work to speak of (on SQLite they
+/// idle).
+fn services_part(postgres_us: f64, redis_us: f64) -> String {
+    if postgres_us + redis_us < 5.0 {
+        String::new()
+    } else {
+        format!(", and {postgres_us:.0} µs in PostgreSQL, {redis_us:.0} µs in Redis")
+    }
 }
 
 /// The load client's own runtime, on threads of its own, so its CPU is measured apart from the
@@ -154,10 +183,16 @@ impl Report {
     fn per_second(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }
-    /// CPU per request, all of it (the server's and the load client's), then the load client's.
-    fn cpu_per_request_us(&self) -> (f64, f64) {
+    /// CPU per request: this process's (the server's and the load client's), the load client's,
+    /// PostgreSQL's and Redis's.
+    fn cpu_per_request_us(&self) -> (f64, f64, f64, f64) {
         let per_request = |cpu: Duration| cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64;
-        (per_request(self.cpu.process), per_request(self.cpu.load_client))
+        (
+            per_request(self.cpu.process),
+            per_request(self.cpu.load_client),
+            per_request(self.cpu.postgres),
+            per_request(self.cpu.redis),
+        )
     }
     fn percentile_ms(&self, p: f64) -> f64 {
         if self.latencies_us.is_empty() {
@@ -181,10 +216,11 @@ impl Report {
         ) + &self.failure_kinds()
     }
     fn cpu_line(&self) -> String {
-        let (all, load_client) = self.cpu_per_request_us();
+        let (process, load_client, postgres, redis) = self.cpu_per_request_us();
         format!(
-            "CPU {all:.0} µs per request ({:.0} µs the server's, {load_client:.0} µs the load client's)",
-            all - load_client
+            "CPU {process:.0} µs per request ({:.0} µs the server's, {load_client:.0} µs the load client's){}",
+            process - load_client,
+            services_part(postgres, redis)
         )
     }
     fn failure_kinds(&self) -> String {
@@ -690,12 +726,13 @@ async fn whole_calls(store: Store<'_>, client: &reqwest::Client, quick: bool) {
     let per_call = |cpu: Duration| cpu.as_secs_f64() * 1e6 / done.max(1) as f64;
     println!(
         "[{name}] whole calls: {done} of {calls} in {:.1} s = {:.0} calls/s, CPU {:.0} µs per call \
-         ({:.0} µs the server's and the receiver's, {:.0} µs the load client's)",
+         ({:.0} µs the server's and the receiver's, {:.0} µs the load client's){}",
         started.elapsed().as_secs_f64(),
         done as f64 / started.elapsed().as_secs_f64(),
         per_call(cpu.process),
         per_call(cpu.process - cpu.load_client),
-        per_call(cpu.load_client)
+        per_call(cpu.load_client),
+        services_part(per_call(cpu.postgres), per_call(cpu.redis))
     );
     println!("[{name}]   {}", GroupCommits::read(client, &server.base).await.since(commits));
     stop(server).await;
