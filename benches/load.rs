@@ -6,7 +6,8 @@
 //! Redis too when `BENCH_DATABASE_URL` / `BENCH_REDIS_URL` are set. The reference is measured
 //! again at the end, so a run shows how far the machine drifted while it ran. The load client runs
 //! on a runtime of its own (threads named `load-client`), so each figure's CPU is told apart: the
-//! server's (with the sandbox carrier and SQLite, in this process) and the load client's.
+//! server's (with the sandbox carrier and SQLite, in this process), the load client's, and on
+//! PostgreSQL + Redis their own processes'.
 //!
 //! Run: `cargo bench --bench load` (`LOAD_QUICK=1` for a short run, `LOAD_LIVE_CALLS=10000,100000`
 //! to choose the live-call counts, `LOAD_SKIP_LIVE` / `LOAD_SKIP_STORES` to run one half). Results
@@ -175,7 +176,7 @@ struct Report {
     failures: std::collections::BTreeMap<String, usize>,
     elapsed: Duration,
     latencies_us: Vec<u64>,
-    /// CPU time used meanwhile, by the process and by the load client.
+    /// CPU time used meanwhile: by the process, the load client, PostgreSQL and Redis.
     cpu: CpuUsed,
 }
 
