@@ -103,13 +103,23 @@ fn cpu_used() -> CpuUsed {
     CpuUsed { process, load_client, postgres, redis }
 }
 
-/// PostgreSQL's and Redis's CPU per request, when they did any work to speak of (on SQLite they
-/// idle).
-fn services_part(postgres_us: f64, redis_us: f64) -> String {
-    if postgres_us + redis_us < 5.0 {
-        String::new()
-    } else {
-        format!(", and {postgres_us:.0} µs in PostgreSQL, {redis_us:.0} µs in Redis")
+impl CpuUsed {
+    /// The CPU per `unit` (request, call) over `count` of them, split by who used it: "CPU N µs
+    /// per request (S µs `server`, C µs the load client's)", then PostgreSQL's and Redis's when
+    /// they did any work to speak of (on SQLite they idle).
+    fn per(&self, count: usize, unit: &str, server: &str) -> String {
+        let per_unit = |cpu: Duration| cpu.as_secs_f64() * 1e6 / count.max(1) as f64;
+        let (process, load_client) = (per_unit(self.process), per_unit(self.load_client));
+        let (postgres, redis) = (per_unit(self.postgres), per_unit(self.redis));
+        let services = if postgres + redis < 5.0 {
+            String::new()
+        } else {
+            format!(", and {postgres:.0} µs in PostgreSQL, {redis:.0} µs in Redis")
+        };
+        format!(
+            "CPU {process:.0} µs per {unit} ({:.0} µs {server}, {load_client:.0} µs the load client's){services}",
+            process - load_client
+        )
     }
 }
 
@@ -145,7 +155,7 @@ async fn send_range(client: &reqwest::Client, make: &MakeRequest, from: usize, t
                 if n >= to {
                     break;
                 }
-                let _ = make(&client, n).send().await;
+                let _ = make(&client).send().await;
             }
         }));
     }
@@ -184,17 +194,6 @@ impl Report {
     fn per_second(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }
-    /// CPU per request: this process's (the server's and the load client's), the load client's,
-    /// PostgreSQL's and Redis's.
-    fn cpu_per_request_us(&self) -> (f64, f64, f64, f64) {
-        let per_request = |cpu: Duration| cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64;
-        (
-            per_request(self.cpu.process),
-            per_request(self.cpu.load_client),
-            per_request(self.cpu.postgres),
-            per_request(self.cpu.redis),
-        )
-    }
     fn percentile_ms(&self, p: f64) -> f64 {
         if self.latencies_us.is_empty() {
             return f64::NAN;
@@ -217,12 +216,7 @@ impl Report {
         ) + &self.failure_kinds()
     }
     fn cpu_line(&self) -> String {
-        let (process, load_client, postgres, redis) = self.cpu_per_request_us();
-        format!(
-            "CPU {process:.0} µs per request ({:.0} µs the server's, {load_client:.0} µs the load client's){}",
-            process - load_client,
-            services_part(postgres, redis)
-        )
+        self.cpu.per(self.requests, "request", "the server's")
     }
     fn failure_kinds(&self) -> String {
         if self.failures.is_empty() {
@@ -357,7 +351,7 @@ fn parse_response_head(buffer: &[u8]) -> Result<Option<(u16, usize, usize, bool)
 }
 
 /// A request the reqwest-based load (whole calls, live calls) sends: method, path, body.
-type MakeRequest = Arc<dyn Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder + Send + Sync>;
+type MakeRequest = Arc<dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync>;
 
 /// Closed loop: `CONNECTIONS` workers send back to back for `duration`.
 async fn saturate(request: RawRequest, duration: Duration) -> Report {
@@ -538,7 +532,7 @@ async fn start_dialplane(client: &reqwest::Client, database_url: &str, redis_url
 fn click2call(base: &str, token: &str, customer_number: &'static str, callback_url: Option<String>) -> MakeRequest {
     let (url, token) = (format!("{base}/api/calls/click2call"), token.to_string());
     let body = click2call_body(customer_number, callback_url);
-    Arc::new(move |client: &reqwest::Client, _| client.post(&url).bearer_auth(&token).json(&body))
+    Arc::new(move |client: &reqwest::Client| client.post(&url).bearer_auth(&token).json(&body))
 }
 
 /// The same click2call, as the raw load generator sends it.
@@ -724,16 +718,11 @@ async fn whole_calls(store: Store<'_>, client: &reqwest::Client, quick: bool) {
     }
     let done = seen.lock().unwrap().values().filter(|n| **n >= 2).count();
     let cpu = cpu_used() - cpu_before;
-    let per_call = |cpu: Duration| cpu.as_secs_f64() * 1e6 / done.max(1) as f64;
     println!(
-        "[{name}] whole calls: {done} of {calls} in {:.1} s = {:.0} calls/s, CPU {:.0} µs per call \
-         ({:.0} µs the server's and the receiver's, {:.0} µs the load client's){}",
+        "[{name}] whole calls: {done} of {calls} in {:.1} s = {:.0} calls/s, {}",
         started.elapsed().as_secs_f64(),
         done as f64 / started.elapsed().as_secs_f64(),
-        per_call(cpu.process),
-        per_call(cpu.process - cpu.load_client),
-        per_call(cpu.load_client),
-        services_part(per_call(cpu.postgres), per_call(cpu.redis))
+        cpu.per(done, "call", "the server's and the receiver's")
     );
     println!("[{name}]   {}", GroupCommits::read(client, &server.base).await.since(commits));
     stop(server).await;
