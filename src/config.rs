@@ -22,6 +22,9 @@ pub struct Config {
     pub redis_prefix: String,
     /// Base URL carriers call back; `None` means `http://` + the bound address.
     pub public_url: Option<Url>,
+    /// Base URL of the sandbox network that places sandbox calls; `None` means the one this
+    /// server serves itself, at its public URL.
+    pub sandbox_url: Option<Url>,
     /// HS256 secret for access and refresh tokens; `None` means generate one and persist it.
     pub jwt_secret: Option<String>,
     /// A superuser created at start if missing.
@@ -102,6 +105,7 @@ pub const KEYS: &[&str] = &[
     "REDIS_URL",
     "DIALPLANE_REDIS_PREFIX",
     "DIALPLANE_PUBLIC_URL",
+    "DIALPLANE_SANDBOX_URL",
     "DIALPLANE_JWT_SECRET",
     "DIALPLANE_ADMIN_EMAIL",
     "DIALPLANE_ADMIN_PASSWORD",
@@ -198,17 +202,8 @@ impl Config {
             ));
         }
 
-        let public_url = match get("DIALPLANE_PUBLIC_URL") {
-            None => None,
-            Some(raw) => {
-                let url = Url::parse(raw.trim_end_matches('/'))
-                    .map_err(|e| ConfigError::new("DIALPLANE_PUBLIC_URL", format!("not a URL: {e}")))?;
-                if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-                    return Err(ConfigError::new("DIALPLANE_PUBLIC_URL", "expected an http:// or https:// URL"));
-                }
-                Some(url)
-            }
-        };
+        let public_url = get("DIALPLANE_PUBLIC_URL").map(|raw| http_url(raw, "DIALPLANE_PUBLIC_URL")).transpose()?;
+        let sandbox_url = get("DIALPLANE_SANDBOX_URL").map(|raw| http_url(raw, "DIALPLANE_SANDBOX_URL")).transpose()?;
 
         let jwt_secret = get("DIALPLANE_JWT_SECRET").map(str::to_string);
         if jwt_secret.as_ref().is_some_and(|s| s.len() < 32) {
@@ -329,6 +324,7 @@ impl Config {
             redis_url,
             redis_prefix,
             public_url,
+            sandbox_url,
             jwt_secret,
             admin,
             sandbox_time_scale,
@@ -337,6 +333,15 @@ impl Config {
             watchdog_interval_ms,
         })
     }
+}
+
+/// Parses a base URL (`http://` or `https://`, with a host), without its trailing slash.
+fn http_url(raw: &str, key: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(raw.trim_end_matches('/')).map_err(|e| ConfigError::new(key, format!("not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(ConfigError::new(key, "expected an http:// or https:// URL"));
+    }
+    Ok(url)
 }
 
 fn read_file(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
@@ -395,6 +400,7 @@ mod tests {
         assert_eq!(config.database_url, "sqlite://dialplane.db?mode=rwc");
         assert!(config.redis_url.is_none());
         assert!(config.public_url.is_none());
+        assert!(config.sandbox_url.is_none());
         assert!(!config.allow_private_callbacks);
         assert_eq!(config.sandbox_time_scale, 1.0);
     }
@@ -406,6 +412,8 @@ mod tests {
             ("DATABASE_URL", "mysql://x"),
             ("REDIS_URL", "http://x"),
             ("DIALPLANE_PUBLIC_URL", "ftp://x"),
+            ("DIALPLANE_SANDBOX_URL", "not a url"),
+            ("DIALPLANE_SANDBOX_URL", "file:///tmp"),
             ("DIALPLANE_JWT_SECRET", "short"),
             ("DIALPLANE_SANDBOX_TIME_SCALE", "-1"),
             ("DIALPLANE_SANDBOX_TIME_SCALE", "fast"),

@@ -212,7 +212,11 @@ pub async fn run(
         ),
     };
     let carrier_router = Arc::new(carriers::router::CarrierRouter::new(
-        Arc::new(SandboxCarrier::new(&public_url, sandbox_api_key)?),
+        Arc::new(SandboxCarrier::new(
+            config.sandbox_url.as_ref().map_or(public_url.as_str(), |url| url.as_str()),
+            &public_url,
+            sandbox_api_key,
+        )?),
         pacer,
         &public_url,
         config.allow_private_callbacks,

@@ -118,17 +118,17 @@ pub struct SandboxCarrier {
 }
 
 impl SandboxCarrier {
-    /// Builds the adapter for a sandbox network served under `public_url`.
-    pub fn new(public_url: &str, api_key: String) -> anyhow::Result<Self> {
-        let base = public_url.trim_end_matches('/').to_string();
+    /// Builds the adapter for the sandbox network served under `network_url` (this server's or
+    /// another's), which posts its callbacks to this server at `public_url`.
+    pub fn new(network_url: &str, public_url: &str, api_key: String) -> anyhow::Result<Self> {
         let http = crate::outbound::client_builder().timeout(Duration::from_secs(15)).build()?;
-        let api_base = format!("{base}/sandbox/v1");
+        let api_base = format!("{}/sandbox/v1", network_url.trim_end_matches('/'));
         Ok(SandboxCarrier {
             http,
             calls_url: reqwest::Url::parse(&format!("{api_base}/calls"))?,
             api_base,
             api_key,
-            status_callback: format!("{base}/providers/sandbox/status"),
+            status_callback: format!("{}/providers/sandbox/status", public_url.trim_end_matches('/')),
         })
     }
 }

@@ -209,3 +209,32 @@ async fn a_drain_timeout_leaves_live_calls_live() {
     assert_ne!(row.status, "failed", "a shutdown is not a call failure");
     assert!(row.ended_at.is_none());
 }
+
+/// With `DIALPLANE_SANDBOX_URL` set, sandbox calls are placed with the sandbox network another
+/// server serves, over HTTP: that server keeps the carrier's log, posts the callbacks here and
+/// serves the recording, and this server's own sandbox places nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_calls_go_to_the_sandbox_network_configured() {
+    let network = TestServer::start().await;
+    let mut options = ServerOptions::default();
+    options.extra.push(("DIALPLANE_SANDBOX_URL", network.base.clone()));
+    let engine = TestServer::start_with(options).await;
+    let receiver = WebhookReceiver::start().await;
+    let token = engine.token().await;
+
+    let call_id = engine.click2call(&token, seed_request("919999999999", &receiver.url)).await;
+    let deliveries = receiver.wait_for(&call_id, 2).await;
+    assert_eq!(events(&deliveries), ["call.completed", "transcript.ready"]);
+    assert!(is_signed_recording_url(&engine, &deliveries[0].body["data"]["recording"], &call_id));
+    let (status, recording) = engine.get_json(&format!("/v1/calls/{call_id}"), Some(&token)).await;
+    assert_eq!(status, 200);
+    assert_eq!(recording["recording_status"], "ready", "{recording}");
+
+    use dialplane::store::entities::sandbox_call;
+    use sea_orm::EntityTrait;
+    let placed = sandbox_call::Entity::find().all(&network.db).await.unwrap();
+    assert_eq!(placed.iter().map(|row| row.reference.as_str()).collect::<Vec<_>>(), [call_id.as_str()]);
+    assert!(placed[0].finished, "the network played the whole timeline");
+    assert_eq!(placed[0].status_callback, format!("{}/providers/sandbox/status", engine.base));
+    assert!(sandbox_call::Entity::find().all(&engine.db).await.unwrap().is_empty());
+}
