@@ -36,15 +36,20 @@ fn process_rss_kib(pid: u32) -> u64 {
 }
 
 /// CPU time used so far, user and system: by the whole process (server and load client
-/// together), by the load client's own threads, and by the PostgreSQL and the Redis server (all
-/// their processes on this machine, which nothing else uses during a run).
+/// together), by the load client's own threads, by the PostgreSQL and the Redis server (all
+/// their processes on this machine, which nothing else uses during a run), and by the sandbox
+/// carrier's own process when it runs apart ([`CARRIER_PID`]).
 #[derive(Clone, Copy, Default)]
 struct CpuUsed {
     process: Duration,
     load_client: Duration,
     postgres: Duration,
     redis: Duration,
+    carrier: Duration,
 }
+
+/// The process of the sandbox carrier running apart from the engine (the `carrier` phase), or 0.
+static CARRIER_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl std::ops::Sub for CpuUsed {
     type Output = CpuUsed;
@@ -54,6 +59,7 @@ impl std::ops::Sub for CpuUsed {
             load_client: self.load_client.saturating_sub(earlier.load_client),
             postgres: self.postgres.saturating_sub(earlier.postgres),
             redis: self.redis.saturating_sub(earlier.redis),
+            carrier: self.carrier.saturating_sub(earlier.carrier),
         }
     }
 }
@@ -100,22 +106,30 @@ fn cpu_used() -> CpuUsed {
             }
         }
     }
-    CpuUsed { process, load_client, postgres, redis }
+    let carrier = match CARRIER_PID.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => Duration::ZERO,
+        pid => stat_cpu(&format!("/proc/{pid}/stat")).1,
+    };
+    CpuUsed { process, load_client, postgres, redis, carrier }
 }
 
 impl CpuUsed {
     /// The CPU per `unit` (request, call) over `count` of them, split by who used it: "CPU N µs
     /// per request (S µs `server`, C µs the load client's)", then PostgreSQL's and Redis's when
-    /// they did any work to speak of (on SQLite they idle).
+    /// they did any work to speak of (on SQLite they idle), then the sandbox carrier's process
+    /// when it runs apart.
     fn per(&self, count: usize, unit: &str, server: &str) -> String {
         let per_unit = |cpu: Duration| cpu.as_secs_f64() * 1e6 / count.max(1) as f64;
         let (process, load_client) = (per_unit(self.process), per_unit(self.load_client));
         let (postgres, redis) = (per_unit(self.postgres), per_unit(self.redis));
-        let services = if postgres + redis < 5.0 {
+        let mut services = if postgres + redis < 5.0 {
             String::new()
         } else {
             format!(", and {postgres:.0} µs in PostgreSQL, {redis:.0} µs in Redis")
         };
+        if CARRIER_PID.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+            services.push_str(&format!(", and {:.0} µs in the sandbox carrier's process", per_unit(self.carrier)));
+        }
         format!(
             "CPU {process:.0} µs per {unit} ({:.0} µs {server}, {load_client:.0} µs the load client's){services}",
             process - load_client
@@ -489,7 +503,14 @@ struct Running {
     idle_rss_kib: u64,
 }
 
-async fn start_dialplane(client: &reqwest::Client, database_url: &str, redis_url: Option<&str>) -> Running {
+/// Starts Dialplane in this process on `database_url` (and `redis_url`), placing its sandbox
+/// calls with the sandbox network at `sandbox_url`, or with its own.
+async fn start_dialplane(
+    client: &reqwest::Client,
+    database_url: &str,
+    redis_url: Option<&str>,
+    sandbox_url: Option<&str>,
+) -> Running {
     let mut values: HashMap<String, String> = [
         ("DATABASE_URL", database_url),
         ("DIALPLANE_ADMIN_EMAIL", "bench@example.com"),
@@ -503,6 +524,9 @@ async fn start_dialplane(client: &reqwest::Client, database_url: &str, redis_url
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
+    if let Some(url) = sandbox_url {
+        values.insert("DIALPLANE_SANDBOX_URL".into(), url.to_string());
+    }
     if let Some(url) = redis_url {
         values.insert("REDIS_URL".into(), url.to_string());
         values
@@ -629,16 +653,19 @@ async fn campaign_admission(name: &str, database_url: &str, contacts: usize) {
     db.close().await.ok();
 }
 
-/// The store a run measures: its name in the output, its database and its Redis, if any.
+/// The store a run measures: its name in the output, its database and its Redis, if any, and
+/// the sandbox network its calls go to when not the engine's own.
 #[derive(Clone, Copy)]
 struct Store<'a> {
     name: &'a str,
     database_url: &'a str,
     redis_url: Option<&'a str>,
+    /// The sandbox network the engine places its calls with, when not its own.
+    sandbox_url: Option<&'a str>,
 }
 
 async fn run_store(store: Store<'_>, client: &reqwest::Client, reference: f64, quick: bool) {
-    let Store { name, database_url, redis_url } = store;
+    let Store { name, database_url, redis_url, .. } = store;
     if phase("creation") {
         creation(store, client, reference, quick).await;
     }
@@ -648,7 +675,7 @@ async fn run_store(store: Store<'_>, client: &reqwest::Client, reference: f64, q
     if phase("webhooks") {
         // 3. Webhook delivery: test events to several subscriptions on one local receiver, as fast
         //    as they can be queued; latency from the queuing request's answer to the receiver's arrival.
-        let server = start_dialplane(client, &fresh(database_url, "d"), redis_url).await;
+        let server = start_dialplane(client, &fresh(database_url, "d"), redis_url, None).await;
         webhook_delivery(name, client, &server, if quick { 2_000 } else { 10_000 }).await;
         stop(server).await;
     }
@@ -656,26 +683,41 @@ async fn run_store(store: Store<'_>, client: &reqwest::Client, reference: f64, q
         // 4. Campaign admission over 100,000 contacts (the store side of the dialer).
         campaign_admission(name, &fresh(database_url, "e"), if quick { 20_000 } else { 100_000 }).await;
     }
+    if phase("carrier") {
+        // 5. Creation and whole calls again, with the sandbox carrier in a process of its own
+        //    (the `dialplane` binary on SQLite, its own log): its CPU is then measured apart from
+        //    the engine's, as a real carrier's would be, though it still runs on the same cores.
+        let carrier_dir = tempfile::tempdir().unwrap();
+        let (mut carrier, carrier_base, _) = spawn_server(client, carrier_dir.path(), "carrier.db").await;
+        CARRIER_PID.store(carrier.id(), std::sync::atomic::Ordering::Relaxed);
+        let name = format!("{name}, carrier apart");
+        let apart = Store { name: &name, sandbox_url: Some(&carrier_base), ..store };
+        creation(apart, client, reference, quick).await;
+        whole_calls(apart, client, quick).await;
+        CARRIER_PID.store(0, std::sync::atomic::Ordering::Relaxed);
+        let _ = carrier.kill();
+        let _ = carrier.wait();
+    }
     if !database_url.starts_with("sqlite:") {
         drop_fresh_databases(database_url);
     }
 }
 
-/// Whether `LOAD_ONLY` (a comma-separated list of `creation`, `whole`, `webhooks`, `admission`)
-/// selects this phase; without it every phase runs.
+/// Whether `LOAD_ONLY` (a comma-separated list of `creation`, `whole`, `webhooks`, `admission`,
+/// `carrier`) selects this phase; without it every phase runs.
 fn phase(name: &str) -> bool {
     std::env::var("LOAD_ONLY").map_or(true, |only| only.split(',').any(|p| p.trim() == name))
 }
 
 /// Creation (measurement 1) at saturation and at a fixed 5,000 req/s.
 async fn creation(store: Store<'_>, client: &reqwest::Client, reference: f64, quick: bool) {
-    let Store { name, database_url, redis_url } = store;
+    let Store { name, database_url, redis_url, sandbox_url } = store;
     let window = Duration::from_secs(if quick { 3 } else { 10 });
     // Each measurement gets a fresh server, so no backlog of one spills into the next.
     // 1. Creation. Silent sandbox calls (0006: placed, then no callback) keep the rest of the
     //    engine's work out of the figure: each request is auth + the call's insert, then the
     //    actor's `dialing` commit and the sandbox's own insert.
-    let server = start_dialplane(client, &fresh(database_url, "a"), redis_url).await;
+    let server = start_dialplane(client, &fresh(database_url, "a"), redis_url, sandbox_url).await;
     println!(
         "[{name}] start-up {:.0} ms, RSS after start {:.1} MiB (harness included)",
         server.startup.as_secs_f64() * 1000.0,
@@ -688,7 +730,7 @@ async fn creation(store: Store<'_>, client: &reqwest::Client, reference: f64, qu
     println!("[{name}]   {}", GroupCommits::read(client, &server.base).await.since(commits));
     stop(server).await;
 
-    let server = start_dialplane(client, &fresh(database_url, "b"), redis_url).await;
+    let server = start_dialplane(client, &fresh(database_url, "b"), redis_url, sandbox_url).await;
     let create = raw_click2call(&server.base, &server.token, "919999990006");
     let commits = GroupCommits::read(client, &server.base).await;
     let rate = fixed_rate(create, 5000, Duration::from_secs(1), Duration::from_secs(if quick { 2 } else { 5 })).await;
@@ -700,8 +742,8 @@ async fn creation(store: Store<'_>, client: &reqwest::Client, reference: f64, qu
 /// Whole calls (measurement 2): creation → callbacks → end → transcript → both callbacks
 /// delivered. `LOAD_WHOLE_CALLS` sets how many (default 500 quick, 3,000 otherwise).
 async fn whole_calls(store: Store<'_>, client: &reqwest::Client, quick: bool) {
-    let Store { name, database_url, redis_url } = store;
-    let server = start_dialplane(client, &fresh(database_url, "c"), redis_url).await;
+    let Store { name, database_url, redis_url, sandbox_url } = store;
+    let server = start_dialplane(client, &fresh(database_url, "c"), redis_url, sandbox_url).await;
     let (hook, seen) = receiver().await;
     let calls = match std::env::var("LOAD_WHOLE_CALLS") {
         Ok(n) => n.parse().expect("LOAD_WHOLE_CALLS is a number"),
@@ -889,7 +931,10 @@ fn drop_fresh_databases(admin: &str) {
 /// store's run).
 fn fresh(url: &str, tag: &str) -> String {
     if url.starts_with("sqlite:") {
-        return url.replace(".db?", &format!("_{tag}.db?"));
+        // Numbered too: a phase may measure the same kind twice (the `carrier` phase).
+        static SQLITE_FILES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = SQLITE_FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return url.replace(".db?", &format!("_{tag}{n}.db?"));
     }
     let name = format!("dp_bench_{tag}_{}", dialplane::ids::random_lower_alphanumeric(8));
     run_admin_sql(url, format!("CREATE DATABASE {name}"));
@@ -1043,11 +1088,12 @@ fn main() {
         }
         if std::env::var("LOAD_SKIP_STORES").is_err() {
             let sqlite = format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display());
-            let store = Store { name: "sqlite", database_url: &sqlite, redis_url: None };
+            let store = Store { name: "sqlite", database_url: &sqlite, redis_url: None, sandbox_url: None };
             run_store(store, &client, reference.per_second(), quick).await;
             if let Ok(pg) = std::env::var("BENCH_DATABASE_URL") {
                 let redis = std::env::var("BENCH_REDIS_URL").ok();
-                let store = Store { name: "postgres+redis", database_url: &pg, redis_url: redis.as_deref() };
+                let store =
+                    Store { name: "postgres+redis", database_url: &pg, redis_url: redis.as_deref(), sandbox_url: None };
                 run_store(store, &client, reference.per_second(), quick).await;
             }
         }
