@@ -335,7 +335,7 @@ impl Config {
     }
 }
 
-/// Parses a base URL (`http://` or `https://`, with a host), without its trailing slash.
+/// Parses a base URL: `http://` or `https://`, with a host.
 fn http_url(raw: &str, key: &str) -> Result<Url, ConfigError> {
     let url = Url::parse(raw.trim_end_matches('/')).map_err(|e| ConfigError::new(key, format!("not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {

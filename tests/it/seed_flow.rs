@@ -1,5 +1,8 @@
-//! Seed 000's "End-to-End Curl Flow", step by step, against a running server.
+//! Seed 000's "End-to-End Curl Flow", step by step, against a running server (and against one whose
+//! sandbox carrier is another server's).
 
+use dialplane::store::entities::sandbox_call;
+use sea_orm::EntityTrait;
 use serde_json::Value;
 
 use crate::support::*;
@@ -226,12 +229,10 @@ async fn sandbox_calls_go_to_the_sandbox_network_configured() {
     let deliveries = receiver.wait_for(&call_id, 2).await;
     assert_eq!(events(&deliveries), ["call.completed", "transcript.ready"]);
     assert!(is_signed_recording_url(&engine, &deliveries[0].body["data"]["recording"], &call_id));
-    let (status, recording) = engine.get_json(&format!("/v1/calls/{call_id}"), Some(&token)).await;
+    let (status, call) = engine.get_json(&format!("/v1/calls/{call_id}"), Some(&token)).await;
     assert_eq!(status, 200);
-    assert_eq!(recording["recording_status"], "ready", "{recording}");
+    assert_eq!(call["recording_status"], "ready", "{call}");
 
-    use dialplane::store::entities::sandbox_call;
-    use sea_orm::EntityTrait;
     let placed = sandbox_call::Entity::find().all(&network.db).await.unwrap();
     assert_eq!(placed.iter().map(|row| row.reference.as_str()).collect::<Vec<_>>(), [call_id.as_str()]);
     assert!(placed[0].finished, "the network played the whole timeline");
