@@ -868,6 +868,9 @@ struct GroupCommits {
     one_statement: f64,
     writes: f64,
     seconds: f64,
+    /// Batches that took longer than 5 ms, and longer than 10 ms (the duration histogram's buckets).
+    over_5ms: f64,
+    over_10ms: f64,
 }
 
 impl GroupCommits {
@@ -881,7 +884,14 @@ impl GroupCommits {
         let both = |metric: &str| {
             value(&format!("{metric}{{went=\"together\"}}")) + value(&format!("{metric}{{went=\"one_statement\"}}"))
         };
+        let over = |le: &str| {
+            both("dialplane_write_batch_duration_seconds_count")
+                - value(&format!("dialplane_write_batch_duration_seconds_bucket{{went=\"together\",le=\"{le}\"}}"))
+                - value(&format!("dialplane_write_batch_duration_seconds_bucket{{went=\"one_statement\",le=\"{le}\"}}"))
+        };
         GroupCommits {
+            over_5ms: over("0.005"),
+            over_10ms: over("0.01"),
             batches: both("dialplane_write_batch_writes_count"),
             one_statement: value("dialplane_write_batch_writes_count{went=\"one_statement\"}"),
             writes: both("dialplane_write_batch_writes_sum"),
@@ -893,11 +903,14 @@ impl GroupCommits {
     fn since(&self, before: GroupCommits) -> String {
         let batches = (self.batches - before.batches).max(1.0);
         format!(
-            "{:.0} group commits ({:.0} as one statement), {:.1} writes and {:.2} ms each on average",
+            "{:.0} group commits ({:.0} as one statement), {:.1} writes and {:.2} ms each on average, {:.0} over 5 ms \
+             and {:.0} over 10 ms",
             self.batches - before.batches,
             self.one_statement - before.one_statement,
             (self.writes - before.writes) / batches,
-            (self.seconds - before.seconds) * 1000.0 / batches
+            (self.seconds - before.seconds) * 1000.0 / batches,
+            self.over_5ms - before.over_5ms,
+            self.over_10ms - before.over_10ms
         )
     }
 }
