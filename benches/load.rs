@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -45,11 +45,12 @@ struct CpuUsed {
     load_client: Duration,
     postgres: Duration,
     redis: Duration,
-    carrier: Duration,
+    /// `None` when the sandbox carrier runs in this process.
+    carrier: Option<Duration>,
 }
 
 /// The process of the sandbox carrier running apart from the engine (the `carrier` phase), or 0.
-static CARRIER_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+static CARRIER_PID: AtomicU32 = AtomicU32::new(0);
 
 impl std::ops::Sub for CpuUsed {
     type Output = CpuUsed;
@@ -59,7 +60,7 @@ impl std::ops::Sub for CpuUsed {
             load_client: self.load_client.saturating_sub(earlier.load_client),
             postgres: self.postgres.saturating_sub(earlier.postgres),
             redis: self.redis.saturating_sub(earlier.redis),
-            carrier: self.carrier.saturating_sub(earlier.carrier),
+            carrier: self.carrier.map(|now| now.saturating_sub(earlier.carrier.unwrap_or_default())),
         }
     }
 }
@@ -106,9 +107,9 @@ fn cpu_used() -> CpuUsed {
             }
         }
     }
-    let carrier = match CARRIER_PID.load(std::sync::atomic::Ordering::Relaxed) {
-        0 => Duration::ZERO,
-        pid => stat_cpu(&format!("/proc/{pid}/stat")).1,
+    let carrier = match CARRIER_PID.load(Ordering::Relaxed) {
+        0 => None,
+        pid => Some(stat_cpu(&format!("/proc/{pid}/stat")).1),
     };
     CpuUsed { process, load_client, postgres, redis, carrier }
 }
@@ -127,8 +128,8 @@ impl CpuUsed {
         } else {
             format!(", and {postgres:.0} µs in PostgreSQL, {redis:.0} µs in Redis")
         };
-        if CARRIER_PID.load(std::sync::atomic::Ordering::Relaxed) != 0 {
-            services.push_str(&format!(", and {:.0} µs in the sandbox carrier's process", per_unit(self.carrier)));
+        if let Some(carrier) = self.carrier {
+            services.push_str(&format!(", and {:.0} µs in the sandbox carrier's process", per_unit(carrier)));
         }
         format!(
             "CPU {process:.0} µs per {unit} ({:.0} µs {server}, {load_client:.0} µs the load client's){services}",
@@ -689,12 +690,12 @@ async fn run_store(store: Store<'_>, client: &reqwest::Client, reference: f64, q
         //    the engine's, as a real carrier's would be, though it still runs on the same cores.
         let carrier_dir = tempfile::tempdir().unwrap();
         let (mut carrier, carrier_base, _) = spawn_server(client, carrier_dir.path(), "carrier.db").await;
-        CARRIER_PID.store(carrier.id(), std::sync::atomic::Ordering::Relaxed);
+        CARRIER_PID.store(carrier.id(), Ordering::Relaxed);
         let name = format!("{name}, carrier apart");
         let apart = Store { name: &name, sandbox_url: Some(&carrier_base), ..store };
         creation(apart, client, reference, quick).await;
         whole_calls(apart, client, quick).await;
-        CARRIER_PID.store(0, std::sync::atomic::Ordering::Relaxed);
+        CARRIER_PID.store(0, Ordering::Relaxed);
         let _ = carrier.kill();
         let _ = carrier.wait();
     }
@@ -945,8 +946,8 @@ fn drop_fresh_databases(admin: &str) {
 fn fresh(url: &str, tag: &str) -> String {
     if url.starts_with("sqlite:") {
         // Numbered too: a phase may measure the same kind twice (the `carrier` phase).
-        static SQLITE_FILES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = SQLITE_FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        static SQLITE_FILES: AtomicUsize = AtomicUsize::new(0);
+        let n = SQLITE_FILES.fetch_add(1, Ordering::Relaxed);
         return url.replace(".db?", &format!("_{tag}{n}.db?"));
     }
     let name = format!("dp_bench_{tag}_{}", dialplane::ids::random_lower_alphanumeric(8));
