@@ -53,6 +53,29 @@ pub async fn open_for_timers(
     open_beside(db, url, acquire_timeout, Pool::Timers).await
 }
 
+/// The planner settings of the writer's PostgreSQL connections.
+///
+/// - Each prepared statement keeps one generic plan (`force_generic_plan`). Planning a batch's
+///   bulk statement ([`bulk`]) for its values took 0.2 to 0.45 ms of PostgreSQL's CPU, as much as
+///   running it, at every batch (BENCHMARKS.md, 2026-12-07, 20:45 run).
+/// - Hash joins, merge joins, materialised inner sides and sequential scans are ruled out. The
+///   writer's statements touch rows by their key, and a generic plan is made for the table's
+///   size when it is first planned: with these allowed, the bulk update of call states, planned
+///   while `calls` was nearly empty, hashed the whole table at every batch as it grew (19 ms a
+///   batch at 33,000 rows) until an `ANALYZE` invalidated the plan. Without them every join is a
+///   loop over the batch's rows that looks each row up through the table's key.
+///
+/// One case is left: a table `ANALYZE`d while it held fewer than about ten rows may be planned
+/// as a loop over the table's rows. PostgreSQL's autovacuum analyses a table again once 50 rows
+/// and a tenth of it have changed, which invalidates the plan.
+pub const WRITER_PLANNER_SETTINGS: [(&str, &str); 5] = [
+    ("plan_cache_mode", "force_generic_plan"),
+    ("enable_seqscan", "off"),
+    ("enable_hashjoin", "off"),
+    ("enable_mergejoin", "off"),
+    ("enable_material", "off"),
+];
+
 /// Returns the connection the group-commit writer ([`writer`]) writes through. On SQLite it is a
 /// pool of its own with one connection, beside `db`: SQLite drops a connection's whole page cache
 /// when it begins a transaction and finds that another connection wrote since its last one. The
@@ -61,13 +84,9 @@ pub async fn open_for_timers(
 /// time was `pread` and the page faults of rebuilding its cache (BENCHMARKS.md). Its own
 /// connection keeps what it wrote cached.
 ///
-/// On PostgreSQL it is a pool of [`writer::POSTGRES_WRITERS`] connections that plan each
-/// statement for the values it runs with (`plan_cache_mode = force_custom_plan`). A prepared
-/// statement otherwise settles, after five runs, on a generic plan made for the table's size at
-/// the time: the bulk update of call states ([`bulk`]), first planned while `calls` was nearly
-/// empty, kept hashing the whole table at every batch as it grew (19 ms a batch at 33,000 rows)
-/// until an `ANALYZE` invalidated the plan, which a new database waits a minute or more for. A
-/// custom plan costs a fraction of a millisecond per statement and sees the table as it is.
+/// On PostgreSQL it is a pool of [`writer::POSTGRES_WRITERS`] connections with the planner
+/// settings of [`WRITER_PLANNER_SETTINGS`]: each statement is planned once per connection, and
+/// every plan finds the rows it updates by their key.
 pub async fn open_for_writer(
     db: &DatabaseConnection,
     url: &str,
@@ -102,7 +121,7 @@ enum Pool {
     /// The timers' single SQLite connection ([`open_for_timers`]).
     Timers,
     /// The writer's connections ([`open_for_writer`]): on SQLite one, closed once idle; on
-    /// PostgreSQL one per writer task, planning each statement afresh.
+    /// PostgreSQL one per writer task, with [`WRITER_PLANNER_SETTINGS`].
     Writer,
 }
 
@@ -146,7 +165,7 @@ async fn open_pool(url: &str, acquire_timeout: Duration, pool: Pool) -> anyhow::
             Pool::Writer => options
                 .max_connections(u32::try_from(writer::POSTGRES_WRITERS).unwrap_or(u32::MAX))
                 .min_connections(1)
-                .map_sqlx_postgres_opts(|opts| opts.options([("plan_cache_mode", "force_custom_plan")])),
+                .map_sqlx_postgres_opts(|opts| opts.options(WRITER_PLANNER_SETTINGS)),
         };
     }
     Database::connect(options).await.map_err(|e| anyhow::anyhow!("DATABASE_URL: cannot connect: {e}"))
@@ -334,7 +353,7 @@ mod tests {
     /// The writer writes through one SQLite connection of its own, even while every main
     /// connection is taken, and lets it close once idle; on PostgreSQL (checked when
     /// `TEST_DATABASE_URL` names one, as in CI) through a pool of its own, one connection per
-    /// writer task, that plans each statement for its values.
+    /// writer task, with the writer's planner settings.
     #[tokio::test]
     async fn the_writer_has_connections_of_its_own() {
         let dir = tempfile::tempdir().unwrap();
@@ -367,16 +386,89 @@ mod tests {
                 own.get_postgres_connection_pool().options().get_max_connections() as usize,
                 writer::POSTGRES_WRITERS
             );
-            let plan_cache_mode = |db: DatabaseConnection| async move {
-                let show = Statement::from_string(DbBackend::Postgres, "SHOW plan_cache_mode");
+            let setting = |db: DatabaseConnection, name: &'static str| async move {
+                let show = Statement::from_string(DbBackend::Postgres, format!("SHOW {name}"));
                 db.query_one_raw(show).await.unwrap().unwrap().try_get_by_index::<String>(0).unwrap()
             };
-            assert_eq!(plan_cache_mode(own.clone()).await, "force_custom_plan");
-            assert_eq!(plan_cache_mode(postgres.clone()).await, "auto", "the main pool keeps PostgreSQL's default");
+            for (name, value) in WRITER_PLANNER_SETTINGS {
+                assert_eq!(setting(own.clone(), name).await, value, "{name}");
+            }
+            assert_eq!(setting(postgres.clone(), "plan_cache_mode").await, "auto", "the main pool keeps the default");
+            assert_eq!(setting(postgres.clone(), "enable_hashjoin").await, "on", "the main pool keeps the default");
             // A pool of its own: it writes with the main one closed.
             postgres.close().await.unwrap();
             assert!(own.ping().await.is_ok());
         }
+    }
+
+    /// On PostgreSQL (checked when `TEST_DATABASE_URL` names one, as in CI) the writer plans its
+    /// bulk update of call states once per connection, and the plan, made while `calls` is new,
+    /// finds each call through the table's key: no hash of the whole table, no scan of it.
+    #[tokio::test]
+    async fn the_writers_bulk_update_is_planned_once_and_goes_by_key() {
+        use chrono::Utc;
+        use dialplane_actors::fsm::CallState;
+        use dialplane_actors::{CallRecord, CallType};
+
+        let Some(admin_url) = std::env::var("TEST_DATABASE_URL").ok().filter(|u| u.starts_with("postgres")) else {
+            return;
+        };
+        let name = format!("dp_plan_{}", crate::ids::random_lower_alphanumeric(12));
+        let admin = open(&admin_url).await.unwrap();
+        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+        let mut url = url::Url::parse(&admin_url).unwrap();
+        url.set_path(&format!("/{name}"));
+        let db = connect(url.as_str(), Duration::from_secs(5)).await.unwrap();
+        let writer = open_for_writer(&db, url.as_str(), Duration::from_secs(5)).await.unwrap();
+        let record = CallRecord {
+            id: "call_1".to_string(),
+            workspace_id: "ws_1".to_string(),
+            user_id: "usr_1".to_string(),
+            call_type: CallType::ClickToCall,
+            customer_number: "919999999999".to_string(),
+            agent_number: "918888888888".to_string(),
+            did: None,
+            carrier: "sandbox".to_string(),
+            transcript_enabled: false,
+            transcript_language: None,
+            agent_config: serde_json::Value::Null,
+        };
+        let state = CallState::new(CallType::ClickToCall, false, Utc::now());
+        let new_call = bulk::BulkWrite { new_calls: vec![calls::new_row(&record, None, &state)], ..Default::default() };
+        bulk::write(&writer, &new_call, Utc::now()).await.unwrap();
+
+        // One connection for the rest: prepared statements are a connection's own.
+        let txn = writer.begin().await.unwrap();
+        let update = bulk::BulkWrite { states: vec![(&record, &state)], ..Default::default() };
+        for _ in 0..3 {
+            bulk::write(&txn, &update, Utc::now()).await.unwrap();
+        }
+        let prepared = Statement::from_string(
+            DbBackend::Postgres,
+            r#"SELECT name, generic_plans, custom_plans FROM pg_prepared_statements
+               WHERE statement LIKE 'WITH w0 AS (UPDATE "calls"%'"#,
+        );
+        let prepared = txn.query_one_raw(prepared).await.unwrap().expect("the bulk update is a prepared statement");
+        let statement: String = prepared.try_get_by_index(0).unwrap();
+        let (generic, custom): (i64, i64) =
+            (prepared.try_get_by_index(1).unwrap(), prepared.try_get_by_index(2).unwrap());
+        assert_eq!(custom, 0, "planned for its values");
+        assert!(generic >= 3, "{generic} runs of the one plan");
+        let explain = Statement::from_string(DbBackend::Postgres, format!("EXPLAIN EXECUTE {statement}('[]', 0)"));
+        let plan: Vec<String> = txn
+            .query_all_raw(explain)
+            .await
+            .unwrap()
+            .iter()
+            .map(|line| line.try_get_by_index::<String>(0).unwrap())
+            .collect();
+        let plan = plan.join("\n");
+        assert!(plan.contains("Index Cond") && plan.contains("calls_pkey"), "{plan}");
+        assert!(!plan.contains("Seq Scan on calls") && !plan.contains("Hash Join"), "{plan}");
+        txn.rollback().await.unwrap();
+        writer.close().await.unwrap();
+        db.close().await.unwrap();
+        admin.execute_unprepared(&format!("DROP DATABASE {name} WITH (FORCE)")).await.unwrap();
     }
 
     /// A statement journal never becomes a file: temporary storage is memory (2), on every
