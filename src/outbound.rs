@@ -6,19 +6,26 @@
 //! engine, and the engine their server ends: 1,182 sockets with their buffers, about 10 MiB of
 //! the 96 MiB an idle server kept after 5,000 calls (BENCHMARKS.md, 18:52 run). Under load a
 //! connection is reused long before it has idled for [`IDLE_CONNECTION_TIMEOUT`].
+//!
+//! They also keep no copy of a request to send again. reqwest's default retry policy clones
+//! every request (its headers, URI, body and extensions) before sending it, in case the
+//! connection refuses it at the protocol level, which only HTTP/2 does; these clients speak
+//! HTTP/1.1, so the copy was never used. Each caller decides itself whether and when to try a
+//! request again (the delivery workers' backoff, the carriers' `Retry-After`).
 
 use std::time::Duration;
 
 /// How long an idle pooled connection is kept before it is closed.
 pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Returns a client builder that closes pooled connections idle for [`IDLE_CONNECTION_TIMEOUT`].
+/// Returns a client builder that closes pooled connections idle for [`IDLE_CONNECTION_TIMEOUT`]
+/// and never resends a request on its own.
 pub fn client_builder() -> reqwest::ClientBuilder {
     client_builder_idle_for(IDLE_CONNECTION_TIMEOUT)
 }
 
 fn client_builder_idle_for(idle: Duration) -> reqwest::ClientBuilder {
-    reqwest::Client::builder().pool_idle_timeout(idle)
+    reqwest::Client::builder().pool_idle_timeout(idle).retry(reqwest::retry::never().max_retries_per_request(0))
 }
 
 #[cfg(test)]
