@@ -360,8 +360,8 @@ pub async fn write_rows(conn: &impl ConnectionTrait, rows: BulkRows) -> Result<(
     }
     let backend = conn.get_database_backend();
     // Only the statements with rows to write. On SQLite each statement run is a result sent
-    // back from its thread and a wake-up of the writer; on PostgreSQL each is a part of the
-    // statement's plan and runs. A batch of creations fills three of the nine.
+    // back from its thread and a wake-up of the writer; on PostgreSQL each is one more part of
+    // the statement to run. A batch of creations fills three of the nine.
     let mut statements = Vec::with_capacity(PARTS);
     let mut values = Vec::with_capacity(PARTS + 1);
     for (part, mut document) in PART_ORDER.into_iter().zip(rows.documents) {

@@ -407,8 +407,8 @@ mod tests {
     #[tokio::test]
     async fn the_writers_bulk_update_is_planned_once_and_goes_by_key() {
         use chrono::Utc;
+        use dialplane_actors::CallType;
         use dialplane_actors::fsm::CallState;
-        use dialplane_actors::{CallRecord, CallType};
 
         let Some(admin_url) = std::env::var("TEST_DATABASE_URL").ok().filter(|u| u.starts_with("postgres")) else {
             return;
@@ -420,19 +420,7 @@ mod tests {
         url.set_path(&format!("/{name}"));
         let db = connect(url.as_str(), Duration::from_secs(5)).await.unwrap();
         let writer = open_for_writer(&db, url.as_str(), Duration::from_secs(5)).await.unwrap();
-        let record = CallRecord {
-            id: "call_1".to_string(),
-            workspace_id: "ws_1".to_string(),
-            user_id: "usr_1".to_string(),
-            call_type: CallType::ClickToCall,
-            customer_number: "919999999999".to_string(),
-            agent_number: "918888888888".to_string(),
-            did: None,
-            carrier: "sandbox".to_string(),
-            transcript_enabled: false,
-            transcript_language: None,
-            agent_config: serde_json::Value::Null,
-        };
+        let record = writer::tests::record("call_1");
         let state = CallState::new(CallType::ClickToCall, false, Utc::now());
         let new_call = bulk::BulkWrite { new_calls: vec![calls::new_row(&record, None, &state)], ..Default::default() };
         bulk::write(&writer, &new_call, Utc::now()).await.unwrap();

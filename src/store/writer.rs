@@ -722,7 +722,7 @@ async fn announce_transition(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::entities::call_event;
     use sea_orm::{EntityTrait, PaginatorTrait, QueryOrder};
@@ -845,7 +845,8 @@ mod tests {
         }
     }
 
-    fn record(id: &str) -> CallRecord {
+    /// A click-to-call in workspace `ws_1`, placed with the sandbox.
+    pub(crate) fn record(id: &str) -> CallRecord {
         CallRecord {
             id: id.to_string(),
             workspace_id: "ws_1".to_string(),
