@@ -413,7 +413,7 @@ mod tests {
         let Some(admin_url) = std::env::var("TEST_DATABASE_URL").ok().filter(|u| u.starts_with("postgres")) else {
             return;
         };
-        let name = format!("dp_plan_{}", crate::ids::random_lower_alphanumeric(12));
+        let name = format!("dp_test_{}", crate::ids::random_lower_alphanumeric(12));
         let admin = open(&admin_url).await.unwrap();
         admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
         let mut url = url::Url::parse(&admin_url).unwrap();
