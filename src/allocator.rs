@@ -1,4 +1,4 @@
-//! The process's memory allocator: mimalloc, told to hand freed memory back to the OS at once.
+//! The process's memory allocator: mimalloc, told when to hand freed memory back to the OS.
 //!
 //! Under load, glibc's malloc took about a fifth of the CPU in `malloc`/`free` and more again
 //! waiting on its arena locks, because much memory is freed on another thread than the one that
@@ -6,14 +6,19 @@
 //! by about 60 % (BENCHMARKS.md). Four measures keep its memory use in line:
 //! - transparent huge pages are off for the process (the `no_thp` feature): with them, each new
 //!   2 MiB region was zeroed whole on its first touch, which cost CPU and resident memory;
-//! - freed pages are purged at once instead of after mimalloc's default 1 s. The delayed purge
-//!   only runs when the allocator is next busy, so an idle server kept ~40 MiB it no longer used.
-//!   `MIMALLOC_PURGE_DELAY` in the environment still wins;
+//! - freed pages are purged at once during start-up ([`return_freed_memory_promptly`]), and
+//!   [`SERVING_PURGE_DELAY`] after they are freed once the server serves
+//!   ([`delay_returning_freed_memory`]). Purging at once while serving cost about a tenth of
+//!   creation's CPU in `madvise` and in page faults on memory used again a moment later; a
+//!   delay from the start left ~8 MiB of what start-up freed (the password hashes' buffers)
+//!   unpurged at idle. `MIMALLOC_PURGE_DELAY` in the environment still wins;
 //! - each tokio worker collects its own heap before it parks ([`collect_before_park`]). mimalloc
 //!   frees a page only when the thread that owns it next allocates or collects, and an idle
 //!   worker does neither: after 5,000 whole calls the two workers' heaps held ~39 MiB of pages
 //!   whose blocks were all free (BENCHMARKS.md, idle after load). mimalloc cannot collect
-//!   another thread's heap, so each worker must do it itself;
+//!   another thread's heap, so each worker must do it itself. The collection is forced: it
+//!   purges what is freed at once, whatever the delay, since a delayed purge only runs when the
+//!   allocator is next busy and an idle server would keep what it freed;
 //! - SQLite allocates through glibc's malloc, one arena per connection thread, and glibc keeps
 //!   what is freed inside an arena; a worker going idle trims the arenas at most every
 //!   [`TRIM_EVERY`] (~6 MiB after the same load). Just before, SQLite gives back the pages its
@@ -43,6 +48,18 @@ pub fn return_freed_memory_promptly() {
     }
 }
 
+/// How long freed memory waits before it goes back to the OS once the server serves.
+pub const SERVING_PURGE_DELAY: Duration = Duration::from_millis(100);
+
+/// Lets freed memory wait [`SERVING_PURGE_DELAY`] before it goes back to the OS, unless
+/// `MIMALLOC_PURGE_DELAY` says otherwise. Call it once start-up is done.
+pub fn delay_returning_freed_memory() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: as in `return_freed_memory_promptly`.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, SERVING_PURGE_DELAY.as_millis() as _) };
+    }
+}
+
 /// How often at most a worker collects its heap as it parks. A worker parks many times a second
 /// under load, and collecting walks the worker's pages and purges what it frees: at most every
 /// 100 ms it was 2 % of creation's CPU (BENCHMARKS.md). The server's own timers (the delivery
@@ -64,8 +81,8 @@ pub fn collections() -> u64 {
     COLLECTIONS.load(Ordering::Relaxed)
 }
 
-/// Frees the pages of this thread's heap whose blocks are all free, and returns them to the OS
-/// (with the purge delay at 0), at most once per [`COLLECT_EVERY`] per thread. Tokio calls it
+/// Frees the pages of this thread's heap whose blocks are all free, and returns to the OS all
+/// that is waiting to be purged, at most once per [`COLLECT_EVERY`] per thread. Tokio calls it
 /// on each worker before the worker parks ([`crate::runtime`]).
 pub fn collect_before_park() {
     thread_local!(static LAST_COLLECTED: Cell<Option<Instant>> = const { Cell::new(None) });
@@ -77,8 +94,9 @@ pub fn collect_before_park() {
         last.set(Some(now));
         COLLECTIONS.fetch_add(1, Ordering::Relaxed);
         // SAFETY: `mi_collect` collects the calling thread's own heap; it may be called at any
-        // time on any thread.
-        unsafe { libmimalloc_sys::mi_collect(false) };
+        // time on any thread. Forced, it purges the arenas' freed memory without waiting out
+        // the purge delay.
+        unsafe { libmimalloc_sys::mi_collect(true) };
     });
     trim_sqlite_and_glibc();
 }
@@ -128,6 +146,39 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(300)).await;
         });
         assert!(super::collections() > before, "no worker collected its heap before parking");
+    }
+
+    /// What the process has resident, in bytes.
+    #[cfg(target_os = "linux")]
+    fn resident_bytes() -> i64 {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        let pages: i64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+        // SAFETY: `sysconf` only reads a system setting.
+        pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) }
+    }
+
+    /// While serving, freed memory waits out a purge delay; a worker's collection before it
+    /// parks still returns it at once. With the delay at an hour, an unforced collection gave
+    /// back nothing of the 96 MiB freed.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_parking_worker_returns_freed_memory_without_waiting_out_the_delay() {
+        const MIB: i64 = 1024 * 1024;
+        // SAFETY: reading and setting a mimalloc option are plain loads and stores into its table.
+        let previous = unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
+        unsafe { libmimalloc_sys::mi_option_set(super::MI_OPTION_PURGE_DELAY, 3_600_000) };
+        // A thread of its own, so its first collection is not skipped as too soon.
+        let given_back = std::thread::spawn(|| {
+            let blocks: Vec<Vec<u8>> = (0..6144).map(|i| vec![i as u8 | 1; 16 * 1024]).collect();
+            let before = resident_bytes();
+            drop(blocks);
+            super::collect_before_park();
+            before - resident_bytes()
+        })
+        .join()
+        .unwrap();
+        unsafe { libmimalloc_sys::mi_option_set(super::MI_OPTION_PURGE_DELAY, previous) };
+        assert!(given_back > 48 * MIB, "only {} MiB of 96 MiB freed went back to the OS", given_back / MIB);
     }
 
     /// Pages a SQLite connection cached for a read it has finished are given back: its cache

@@ -367,6 +367,7 @@ pub async fn run(
         let _ = stop_serving.send(());
     });
 
+    allocator::delay_returning_freed_memory();
     info!(listen = %addr, public_url = %public_url, database = if config.database_url.starts_with("sqlite") { "sqlite" } else { "postgres" }, "dialplane listening");
     warp::serve(http::routes(app.clone()))
         .incoming(listener)
