@@ -9,9 +9,12 @@
 //! - freed pages are purged at once during start-up ([`return_freed_memory_promptly`]), and
 //!   [`SERVING_PURGE_DELAY`] after they are freed once the server serves
 //!   ([`delay_returning_freed_memory`]). Purging at once while serving cost about a tenth of
-//!   creation's CPU in `madvise` and in page faults on memory used again a moment later; a
-//!   delay from the start left ~8 MiB of what start-up freed (the password hashes' buffers)
-//!   unpurged at idle. `MIMALLOC_PURGE_DELAY` in the environment still wins;
+//!   creation's CPU in `madvise` and in page faults on memory used again a moment later. A
+//!   delay from the start left 5 to 10 MiB more in mimalloc's arena at idle, even with the
+//!   forced collections below: start-up frees much (two password hashes' 19 MiB buffers among
+//!   it), and with a delay those pages are reused rather than returned, so what stays live ends
+//!   up spread over more of them (BENCHMARKS.md). `MIMALLOC_PURGE_DELAY` in the environment
+//!   still wins;
 //! - each tokio worker collects its own heap before it parks ([`collect_before_park`]). mimalloc
 //!   frees a page only when the thread that owns it next allocates or collects, and an idle
 //!   worker does neither: after 5,000 whole calls the two workers' heaps held ~39 MiB of pages
