@@ -44,11 +44,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// Makes freed memory go back to the OS at once, unless `MIMALLOC_PURGE_DELAY` says otherwise.
 /// Call it first thing in `main`.
 pub fn return_freed_memory_promptly() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: setting a mimalloc option is a plain store into mimalloc's option table, valid
-        // at any time; 15 is `mi_option_purge_delay` in the vendored mimalloc.h (v2 and v3).
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
-    }
+    set_purge_delay_unless_configured(Duration::ZERO);
 }
 
 /// How long freed memory waits before it goes back to the OS once the server serves.
@@ -57,9 +53,16 @@ pub const SERVING_PURGE_DELAY: Duration = Duration::from_millis(100);
 /// Lets freed memory wait [`SERVING_PURGE_DELAY`] before it goes back to the OS, unless
 /// `MIMALLOC_PURGE_DELAY` says otherwise. Call it once start-up is done.
 pub fn delay_returning_freed_memory() {
+    set_purge_delay_unless_configured(SERVING_PURGE_DELAY);
+}
+
+/// Sets mimalloc's purge delay, unless the environment sets it (`MIMALLOC_PURGE_DELAY`).
+fn set_purge_delay_unless_configured(delay: Duration) {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: as in `return_freed_memory_promptly`.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, SERVING_PURGE_DELAY.as_millis() as _) };
+        let millis = std::ffi::c_long::try_from(delay.as_millis()).unwrap_or(std::ffi::c_long::MAX);
+        // SAFETY: setting a mimalloc option is a plain store into mimalloc's option table, valid
+        // at any time; 15 is `mi_option_purge_delay` in the vendored mimalloc.h (v2 and v3).
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, millis) };
     }
 }
 
