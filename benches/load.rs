@@ -47,6 +47,10 @@ struct CpuUsed {
     redis: Duration,
     /// `None` when the sandbox carrier runs in this process.
     carrier: Option<Duration>,
+    /// Context switches, voluntary or not, of this process and of its load client's threads: a
+    /// count, so unlike CPU time it does not move when a shared machine's cores slow down.
+    switches: u64,
+    load_client_switches: u64,
 }
 
 /// The process of the sandbox carrier running apart from the engine (the `carrier` phase), or 0.
@@ -61,6 +65,8 @@ impl std::ops::Sub for CpuUsed {
             postgres: self.postgres.saturating_sub(earlier.postgres),
             redis: self.redis.saturating_sub(earlier.redis),
             carrier: self.carrier.map(|now| now.saturating_sub(earlier.carrier.unwrap_or_default())),
+            switches: self.switches.saturating_sub(earlier.switches),
+            load_client_switches: self.load_client_switches.saturating_sub(earlier.load_client_switches),
         }
     }
 }
@@ -81,18 +87,38 @@ fn stat_cpu(path: &str) -> (String, Duration) {
     (comm, Duration::from_millis(ticks * 10))
 }
 
+/// A thread's context switches, voluntary and not, from its `/proc` `status` file.
+fn thread_switches(status_path: &str) -> u64 {
+    let status = std::fs::read_to_string(status_path).unwrap_or_default();
+    status
+        .lines()
+        .filter(|line| line.starts_with("voluntary_ctxt_switches:") || line.starts_with("nonvoluntary_ctxt_switches:"))
+        .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum()
+}
+
+/// This process's context switches, those of threads that have exited included.
+fn process_switches() -> u64 {
+    // SAFETY: `getrusage` only writes the `rusage` it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    u64::try_from(usage.ru_nvcsw).unwrap_or(0) + u64::try_from(usage.ru_nivcsw).unwrap_or(0)
+}
+
 fn cpu_used() -> CpuUsed {
     let process = stat_cpu("/proc/self/stat").1;
-    let load_client = std::fs::read_dir("/proc/self/task")
-        .map(|tasks| {
-            tasks
-                .filter_map(Result::ok)
-                .map(|task| stat_cpu(&format!("{}/stat", task.path().display())))
-                .filter(|(comm, _)| comm == LOAD_CLIENT_THREAD)
-                .map(|(_, cpu)| cpu)
-                .sum()
-        })
-        .unwrap_or_default();
+    let (mut load_client, mut load_client_switches) = (Duration::ZERO, 0);
+    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().filter_map(Result::ok) {
+        let path = task.path().display().to_string();
+        let (comm, cpu) = stat_cpu(&format!("{path}/stat"));
+        if comm == LOAD_CLIENT_THREAD {
+            load_client += cpu;
+            load_client_switches += thread_switches(&format!("{path}/status"));
+        }
+    }
     let (mut postgres, mut redis) = (Duration::ZERO, Duration::ZERO);
     if let Ok(processes) = std::fs::read_dir("/proc") {
         for entry in processes.filter_map(Result::ok) {
@@ -111,12 +137,12 @@ fn cpu_used() -> CpuUsed {
         0 => None,
         pid => Some(stat_cpu(&format!("/proc/{pid}/stat")).1),
     };
-    CpuUsed { process, load_client, postgres, redis, carrier }
+    CpuUsed { process, load_client, postgres, redis, carrier, switches: process_switches(), load_client_switches }
 }
 
 impl CpuUsed {
     /// The CPU per `unit` (request, call) over `count` of them, split by who used it: "CPU N µs
-    /// per request (S µs `server`, C µs the load client's)", then PostgreSQL's and Redis's when
+    /// per request (S µs and W context switches `server`, C µs the load client's)", then PostgreSQL's and Redis's when
     /// they did any work to speak of (on SQLite they idle), then the sandbox carrier's process
     /// when it runs apart.
     fn per(&self, count: usize, unit: &str, server: &str) -> String {
@@ -131,8 +157,9 @@ impl CpuUsed {
         if let Some(carrier) = self.carrier {
             services.push_str(&format!(", and {:.0} µs in the sandbox carrier's process", per_unit(carrier)));
         }
+        let server_switches = self.switches.saturating_sub(self.load_client_switches) as f64 / count.max(1) as f64;
         format!(
-            "CPU {process:.0} µs per {unit} ({:.0} µs {server}, {load_client:.0} µs the load client's){services}",
+            "CPU {process:.0} µs per {unit} ({:.0} µs and {server_switches:.1} context switches {server}, {load_client:.0} µs the load client's){services}",
             process - load_client
         )
     }
