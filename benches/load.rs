@@ -142,9 +142,9 @@ fn cpu_used() -> CpuUsed {
 
 impl CpuUsed {
     /// The CPU per `unit` (request, call) over `count` of them, split by who used it: "CPU N µs
-    /// per request (S µs and W context switches `server`, C µs the load client's)", then PostgreSQL's and Redis's when
-    /// they did any work to speak of (on SQLite they idle), then the sandbox carrier's process
-    /// when it runs apart.
+    /// per request (S µs and W context switches `server`, C µs the load client's)", then
+    /// PostgreSQL's and Redis's when they did any work to speak of (on SQLite they idle), then
+    /// the sandbox carrier's process when it runs apart.
     fn per(&self, count: usize, unit: &str, server: &str) -> String {
         let per_unit = |cpu: Duration| cpu.as_secs_f64() * 1e6 / count.max(1) as f64;
         let (process, load_client) = (per_unit(self.process), per_unit(self.load_client));
