@@ -24,15 +24,20 @@ use warp::Filter;
 
 const CONNECTIONS: usize = 64;
 
-/// Returns the resident set size of process `pid`, in KiB.
-fn process_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+/// The sum of the named fields of a `/proc` `status` file (0 for a field it lacks).
+fn status_fields(path: &str, names: &[&str]) -> u64 {
+    let status = std::fs::read_to_string(path).unwrap_or_default();
     status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+        .filter_map(|line| line.split_once(':'))
+        .filter(|(name, _)| names.contains(name))
+        .filter_map(|(_, value)| value.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Returns the resident set size of process `pid`, in KiB.
+fn process_rss_kib(pid: u32) -> u64 {
+    status_fields(&format!("/proc/{pid}/status"), &["VmRSS"])
 }
 
 /// CPU time used so far, user and system: by the whole process (server and load client
@@ -87,16 +92,6 @@ fn stat_cpu(path: &str) -> (String, Duration) {
     (comm, Duration::from_millis(ticks * 10))
 }
 
-/// A thread's context switches, voluntary and not, from its `/proc` `status` file.
-fn thread_switches(status_path: &str) -> u64 {
-    let status = std::fs::read_to_string(status_path).unwrap_or_default();
-    status
-        .lines()
-        .filter(|line| line.starts_with("voluntary_ctxt_switches:") || line.starts_with("nonvoluntary_ctxt_switches:"))
-        .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .sum()
-}
-
 /// This process's context switches, those of threads that have exited included.
 fn process_switches() -> u64 {
     // SAFETY: `getrusage` only writes the `rusage` it is given.
@@ -116,7 +111,8 @@ fn cpu_used() -> CpuUsed {
         let (comm, cpu) = stat_cpu(&format!("{path}/stat"));
         if comm == LOAD_CLIENT_THREAD {
             load_client += cpu;
-            load_client_switches += thread_switches(&format!("{path}/status"));
+            load_client_switches +=
+                status_fields(&format!("{path}/status"), &["voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"]);
         }
     }
     let (mut postgres, mut redis) = (Duration::ZERO, Duration::ZERO);
@@ -146,7 +142,8 @@ impl CpuUsed {
     /// PostgreSQL's and Redis's when they did any work to speak of (on SQLite they idle), then
     /// the sandbox carrier's process when it runs apart.
     fn per(&self, count: usize, unit: &str, server: &str) -> String {
-        let per_unit = |cpu: Duration| cpu.as_secs_f64() * 1e6 / count.max(1) as f64;
+        let count = count.max(1) as f64;
+        let per_unit = |cpu: Duration| cpu.as_secs_f64() * 1e6 / count;
         let (process, load_client) = (per_unit(self.process), per_unit(self.load_client));
         let (postgres, redis) = (per_unit(self.postgres), per_unit(self.redis));
         let mut services = if postgres + redis < 5.0 {
@@ -157,7 +154,7 @@ impl CpuUsed {
         if let Some(carrier) = self.carrier {
             services.push_str(&format!(", and {:.0} µs in the sandbox carrier's process", per_unit(carrier)));
         }
-        let server_switches = self.switches.saturating_sub(self.load_client_switches) as f64 / count.max(1) as f64;
+        let server_switches = self.switches.saturating_sub(self.load_client_switches) as f64 / count;
         format!(
             "CPU {process:.0} µs per {unit} ({:.0} µs and {server_switches:.1} context switches {server}, {load_client:.0} µs the load client's){services}",
             process - load_client
